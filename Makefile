@@ -1,0 +1,40 @@
+# The task runner: the README's commands are targets here.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck generate check-generated clean
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ./clients/python -e '.[dev]'
+	touch $(STAMP)
+
+## Run the sidecar on its embedded emulator (127.0.0.1:50051 and a Unix socket).
+run: $(STAMP)
+	$(BIN)/recaptcha-sidecar serve --emulator --listen 127.0.0.1:50051 --listen unix:///tmp/recaptcha-sidecar.sock $(ARGS)
+
+## Run every test, after installing what the tests need (redis-server).
+test: $(STAMP)
+	bash scripts/test.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Regenerate every generated file from proto/.
+generate: $(STAMP)
+	bash scripts/generate.sh
+
+## Fail when a committed generated file is not what `make generate` produces.
+check-generated: generate
+	git diff --exit-code --stat -- clients/ || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,254 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    VERDICT_PASSED: _ClassVar[Verdict]
+    VERDICT_FAILED_AUDIT: _ClassVar[Verdict]
+    VERDICT_FAILED_ENFORCE: _ClassVar[Verdict]
+
+class TokenStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_STATUS_UNSPECIFIED: _ClassVar[TokenStatus]
+    TOKEN_STATUS_VALID: _ClassVar[TokenStatus]
+    TOKEN_STATUS_EXPIRED: _ClassVar[TokenStatus]
+    TOKEN_STATUS_DUPLICATE: _ClassVar[TokenStatus]
+    TOKEN_STATUS_INVALID: _ClassVar[TokenStatus]
+    TOKEN_STATUS_MISSING: _ClassVar[TokenStatus]
+    TOKEN_STATUS_UNCHECKED: _ClassVar[TokenStatus]
+
+class RecommendedAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECOMMENDED_ACTION_UNSPECIFIED: _ClassVar[RecommendedAction]
+    RECOMMENDED_ACTION_ALLOW: _ClassVar[RecommendedAction]
+    RECOMMENDED_ACTION_CHALLENGE: _ClassVar[RecommendedAction]
+    RECOMMENDED_ACTION_BLOCK: _ClassVar[RecommendedAction]
+
+class Annotation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANNOTATION_UNSPECIFIED: _ClassVar[Annotation]
+    ANNOTATION_LEGITIMATE: _ClassVar[Annotation]
+    ANNOTATION_FRAUDULENT: _ClassVar[Annotation]
+
+class AnnotationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANNOTATION_REASON_UNSPECIFIED: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_CHARGEBACK: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_PAYMENT_HEURISTICS: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_PASSED_TWO_FACTOR: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_FAILED_TWO_FACTOR: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_CORRECT_PASSWORD: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_INCORRECT_PASSWORD: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_INITIATED_TWO_FACTOR: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_CHARGEBACK_FRAUD: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_CHARGEBACK_DISPUTE: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_REFUND: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_REFUND_FRAUD: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_TRANSACTION_ACCEPTED: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_TRANSACTION_DECLINED: _ClassVar[AnnotationReason]
+    ANNOTATION_REASON_SOCIAL_SPAM: _ClassVar[AnnotationReason]
+
+class TransactionEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSACTION_EVENT_TYPE_UNSPECIFIED: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_MERCHANT_APPROVE: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_MERCHANT_DENY: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_MANUAL_REVIEW: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_AUTHORIZATION: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_AUTHORIZATION_DECLINE: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE_DECLINE: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_CANCEL: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_CHARGEBACK_INQUIRY: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_CHARGEBACK_ALERT: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_FRAUD_NOTIFICATION: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_CHARGEBACK: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_CHARGEBACK_REPRESENTMENT: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_CHARGEBACK_REVERSE: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_REFUND_REQUEST: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_REFUND_DECLINE: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_REFUND: _ClassVar[TransactionEventType]
+    TRANSACTION_EVENT_TYPE_REFUND_REVERSE: _ClassVar[TransactionEventType]
+
+class AnnotationDelivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANNOTATION_DELIVERY_UNSPECIFIED: _ClassVar[AnnotationDelivery]
+    ANNOTATION_DELIVERY_QUEUED: _ClassVar[AnnotationDelivery]
+    ANNOTATION_DELIVERY_DELIVERED: _ClassVar[AnnotationDelivery]
+VERDICT_UNSPECIFIED: Verdict
+VERDICT_PASSED: Verdict
+VERDICT_FAILED_AUDIT: Verdict
+VERDICT_FAILED_ENFORCE: Verdict
+TOKEN_STATUS_UNSPECIFIED: TokenStatus
+TOKEN_STATUS_VALID: TokenStatus
+TOKEN_STATUS_EXPIRED: TokenStatus
+TOKEN_STATUS_DUPLICATE: TokenStatus
+TOKEN_STATUS_INVALID: TokenStatus
+TOKEN_STATUS_MISSING: TokenStatus
+TOKEN_STATUS_UNCHECKED: TokenStatus
+RECOMMENDED_ACTION_UNSPECIFIED: RecommendedAction
+RECOMMENDED_ACTION_ALLOW: RecommendedAction
+RECOMMENDED_ACTION_CHALLENGE: RecommendedAction
+RECOMMENDED_ACTION_BLOCK: RecommendedAction
+ANNOTATION_UNSPECIFIED: Annotation
+ANNOTATION_LEGITIMATE: Annotation
+ANNOTATION_FRAUDULENT: Annotation
+ANNOTATION_REASON_UNSPECIFIED: AnnotationReason
+ANNOTATION_REASON_CHARGEBACK: AnnotationReason
+ANNOTATION_REASON_PAYMENT_HEURISTICS: AnnotationReason
+ANNOTATION_REASON_PASSED_TWO_FACTOR: AnnotationReason
+ANNOTATION_REASON_FAILED_TWO_FACTOR: AnnotationReason
+ANNOTATION_REASON_CORRECT_PASSWORD: AnnotationReason
+ANNOTATION_REASON_INCORRECT_PASSWORD: AnnotationReason
+ANNOTATION_REASON_INITIATED_TWO_FACTOR: AnnotationReason
+ANNOTATION_REASON_CHARGEBACK_FRAUD: AnnotationReason
+ANNOTATION_REASON_CHARGEBACK_DISPUTE: AnnotationReason
+ANNOTATION_REASON_REFUND: AnnotationReason
+ANNOTATION_REASON_REFUND_FRAUD: AnnotationReason
+ANNOTATION_REASON_TRANSACTION_ACCEPTED: AnnotationReason
+ANNOTATION_REASON_TRANSACTION_DECLINED: AnnotationReason
+ANNOTATION_REASON_SOCIAL_SPAM: AnnotationReason
+TRANSACTION_EVENT_TYPE_UNSPECIFIED: TransactionEventType
+TRANSACTION_EVENT_TYPE_MERCHANT_APPROVE: TransactionEventType
+TRANSACTION_EVENT_TYPE_MERCHANT_DENY: TransactionEventType
+TRANSACTION_EVENT_TYPE_MANUAL_REVIEW: TransactionEventType
+TRANSACTION_EVENT_TYPE_AUTHORIZATION: TransactionEventType
+TRANSACTION_EVENT_TYPE_AUTHORIZATION_DECLINE: TransactionEventType
+TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE: TransactionEventType
+TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE_DECLINE: TransactionEventType
+TRANSACTION_EVENT_TYPE_CANCEL: TransactionEventType
+TRANSACTION_EVENT_TYPE_CHARGEBACK_INQUIRY: TransactionEventType
+TRANSACTION_EVENT_TYPE_CHARGEBACK_ALERT: TransactionEventType
+TRANSACTION_EVENT_TYPE_FRAUD_NOTIFICATION: TransactionEventType
+TRANSACTION_EVENT_TYPE_CHARGEBACK: TransactionEventType
+TRANSACTION_EVENT_TYPE_CHARGEBACK_REPRESENTMENT: TransactionEventType
+TRANSACTION_EVENT_TYPE_CHARGEBACK_REVERSE: TransactionEventType
+TRANSACTION_EVENT_TYPE_REFUND_REQUEST: TransactionEventType
+TRANSACTION_EVENT_TYPE_REFUND_DECLINE: TransactionEventType
+TRANSACTION_EVENT_TYPE_REFUND: TransactionEventType
+TRANSACTION_EVENT_TYPE_REFUND_REVERSE: TransactionEventType
+ANNOTATION_DELIVERY_UNSPECIFIED: AnnotationDelivery
+ANNOTATION_DELIVERY_QUEUED: AnnotationDelivery
+ANNOTATION_DELIVERY_DELIVERED: AnnotationDelivery
+
+class AssessRequest(_message.Message):
+    __slots__ = ("token", "expected_action", "site_key", "user_ip_address", "user_agent", "ja3", "ja4", "requested_uri", "account_id", "user_ids", "idempotency_key", "headers")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACTION_FIELD_NUMBER: _ClassVar[int]
+    SITE_KEY_FIELD_NUMBER: _ClassVar[int]
+    USER_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    JA3_FIELD_NUMBER: _ClassVar[int]
+    JA4_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_URI_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expected_action: str
+    site_key: str
+    user_ip_address: str
+    user_agent: str
+    ja3: str
+    ja4: str
+    requested_uri: str
+    account_id: str
+    user_ids: _containers.RepeatedCompositeFieldContainer[UserId]
+    idempotency_key: str
+    headers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token: _Optional[str] = ..., expected_action: _Optional[str] = ..., site_key: _Optional[str] = ..., user_ip_address: _Optional[str] = ..., user_agent: _Optional[str] = ..., ja3: _Optional[str] = ..., ja4: _Optional[str] = ..., requested_uri: _Optional[str] = ..., account_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[_Union[UserId, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UserId(_message.Message):
+    __slots__ = ("email", "phone_number", "username")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    phone_number: str
+    username: str
+    def __init__(self, email: _Optional[str] = ..., phone_number: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
+
+class AssessResponse(_message.Message):
+    __slots__ = ("allowed", "verdict", "token_status", "invalid_reason", "score", "reasons", "action", "hostname", "assessment_name", "account_defender_labels", "replayed", "android_package_name", "ios_bundle_id", "threshold", "create_time", "recommended_action", "decided_by", "policy_version")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REASON_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    ASSESSMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_DEFENDER_LABELS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    ANDROID_PACKAGE_NAME_FIELD_NUMBER: _ClassVar[int]
+    IOS_BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDED_ACTION_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    verdict: Verdict
+    token_status: TokenStatus
+    invalid_reason: str
+    score: float
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    action: str
+    hostname: str
+    assessment_name: str
+    account_defender_labels: _containers.RepeatedScalarFieldContainer[str]
+    replayed: bool
+    android_package_name: str
+    ios_bundle_id: str
+    threshold: float
+    create_time: _timestamp_pb2.Timestamp
+    recommended_action: RecommendedAction
+    decided_by: str
+    policy_version: str
+    def __init__(self, allowed: _Optional[bool] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., token_status: _Optional[_Union[TokenStatus, str]] = ..., invalid_reason: _Optional[str] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., hostname: _Optional[str] = ..., assessment_name: _Optional[str] = ..., account_defender_labels: _Optional[_Iterable[str]] = ..., replayed: _Optional[bool] = ..., android_package_name: _Optional[str] = ..., ios_bundle_id: _Optional[str] = ..., threshold: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recommended_action: _Optional[_Union[RecommendedAction, str]] = ..., decided_by: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
+
+class AnnotateRequest(_message.Message):
+    __slots__ = ("assessment_name", "annotation", "reasons", "account_id", "transaction_event", "wait_for_upstream")
+    ASSESSMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATION_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_EVENT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_UPSTREAM_FIELD_NUMBER: _ClassVar[int]
+    assessment_name: str
+    annotation: Annotation
+    reasons: _containers.RepeatedScalarFieldContainer[AnnotationReason]
+    account_id: str
+    transaction_event: TransactionEvent
+    wait_for_upstream: bool
+    def __init__(self, assessment_name: _Optional[str] = ..., annotation: _Optional[_Union[Annotation, str]] = ..., reasons: _Optional[_Iterable[_Union[AnnotationReason, str]]] = ..., account_id: _Optional[str] = ..., transaction_event: _Optional[_Union[TransactionEvent, _Mapping]] = ..., wait_for_upstream: _Optional[bool] = ...) -> None: ...
+
+class TransactionEvent(_message.Message):
+    __slots__ = ("event_type", "reason", "value", "event_time")
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    event_type: TransactionEventType
+    reason: str
+    value: float
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, event_type: _Optional[_Union[TransactionEventType, str]] = ..., reason: _Optional[str] = ..., value: _Optional[float] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AnnotateResponse(_message.Message):
+    __slots__ = ("delivery",)
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    delivery: AnnotationDelivery
+    def __init__(self, delivery: _Optional[_Union[AnnotationDelivery, str]] = ...) -> None: ...

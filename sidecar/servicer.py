@@ -1,0 +1,202 @@
+"""The gRPC front door: proto messages ⇄ domain objects, and domain errors ⇄ status codes.
+
+Nothing else lives here: decisions are data in an OK response, never gRPC errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
+
+from sidecar.core.annotate import Annotator, Delivery
+from sidecar.core.errors import InvalidArgument, Overloaded, UpstreamRejected
+from sidecar.core.model import (
+    AnnotationRequest,
+    AssessmentRequest,
+    Decision,
+    TransactionEvent,
+    UserId,
+    UserIdKind,
+)
+from sidecar.core.verify import Verifier
+
+_VERDICT = {v.name.removeprefix("VERDICT_"): v.number for v in sidecar_pb2.Verdict.DESCRIPTOR.values}
+_TOKEN_STATUS = {
+    v.name.removeprefix("TOKEN_STATUS_"): v.number for v in sidecar_pb2.TokenStatus.DESCRIPTOR.values
+}
+_RECOMMENDED = {
+    v.name.removeprefix("RECOMMENDED_ACTION_"): v.number
+    for v in sidecar_pb2.RecommendedAction.DESCRIPTOR.values
+}
+_ANNOTATION = {
+    v.number: v.name.removeprefix("ANNOTATION_")
+    for v in sidecar_pb2.Annotation.DESCRIPTOR.values
+    if v.number
+}
+_ANNOTATION_REASON = {
+    v.number: v.name.removeprefix("ANNOTATION_REASON_")
+    for v in sidecar_pb2.AnnotationReason.DESCRIPTOR.values
+    if v.number
+}
+_TRANSACTION_EVENT_TYPE = {
+    v.number: v.name.removeprefix("TRANSACTION_EVENT_TYPE_")
+    for v in sidecar_pb2.TransactionEventType.DESCRIPTOR.values
+    if v.number
+}
+_DELIVERY = {
+    Delivery.QUEUED: sidecar_pb2.ANNOTATION_DELIVERY_QUEUED,
+    Delivery.DELIVERED: sidecar_pb2.ANNOTATION_DELIVERY_DELIVERED,
+}
+_USER_ID_KIND = {
+    "email": UserIdKind.EMAIL,
+    "phone_number": UserIdKind.PHONE_NUMBER,
+    "username": UserIdKind.USERNAME,
+}
+_UPSTREAM_CODE = {code.name: code for code in grpc.StatusCode}
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def maps_domain_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """The one place where domain errors become status codes; anything else is a bug and
+    becomes INTERNAL with no detail leaked."""
+
+    @wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except InvalidArgument as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except Overloaded as error:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error) or "overloaded")
+        except UpstreamRejected as error:
+            code = _UPSTREAM_CODE.get(error.code, grpc.StatusCode.UNAVAILABLE)
+            await context.abort(code, f"upstream: {error}")
+        raise AssertionError("unreachable")  # context.abort always raises
+
+    return wrapper
+
+
+def _enum(field: str, table: dict[int, str], value: int) -> str:
+    name = table.get(value)
+    if name is None:
+        raise InvalidArgument(field, f"unknown enum value {value}")
+    return name
+
+
+def to_assessment_request(message: sidecar_pb2.AssessRequest) -> AssessmentRequest:
+    """Proto → domain. Unset UserId oneofs become empty values that validation rejects."""
+    user_ids = []
+    for user_id in message.user_ids:
+        kind = user_id.WhichOneof("id")
+        if kind is None:
+            user_ids.append(UserId(UserIdKind.USERNAME, ""))
+        else:
+            user_ids.append(UserId(_USER_ID_KIND[kind], getattr(user_id, kind)))
+    return AssessmentRequest(
+        token=message.token,
+        expected_action=message.expected_action,
+        site_key=message.site_key,
+        user_ip_address=message.user_ip_address,
+        user_agent=message.user_agent,
+        ja3=message.ja3,
+        ja4=message.ja4,
+        requested_uri=message.requested_uri,
+        account_id=message.account_id,
+        user_ids=tuple(user_ids),
+        idempotency_key=message.idempotency_key,
+        headers=tuple(message.headers),
+    )
+
+
+def to_assess_response(decision: Decision) -> sidecar_pb2.AssessResponse:
+    """Domain → proto."""
+    response = sidecar_pb2.AssessResponse(
+        allowed=decision.allowed,
+        verdict=_VERDICT[decision.verdict.value],
+        token_status=_TOKEN_STATUS[decision.token_status.value],
+        invalid_reason=decision.invalid_reason,
+        score=decision.score,
+        reasons=decision.reasons,
+        action=decision.action,
+        hostname=decision.hostname,
+        assessment_name=decision.assessment_name,
+        account_defender_labels=decision.account_defender_labels,
+        replayed=decision.replayed,
+        android_package_name=decision.android_package_name,
+        ios_bundle_id=decision.ios_bundle_id,
+        threshold=decision.threshold,
+        recommended_action=_RECOMMENDED[decision.recommended_action.value],
+        decided_by=decision.decided_by,
+        policy_version=decision.policy_version,
+    )
+    if decision.create_time is not None:
+        response.create_time.FromNanoseconds(int(decision.create_time * 1e9))
+    return response
+
+
+def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def to_annotation_request(message: sidecar_pb2.AnnotateRequest) -> AnnotationRequest:
+    """Proto → domain; unknown enum values are INVALID_ARGUMENT naming the field."""
+    annotation = ""
+    if message.annotation:
+        annotation = _enum("annotation", _ANNOTATION, message.annotation)
+    reasons = tuple(
+        _enum(f"reasons[{i}]", _ANNOTATION_REASON, r) for i, r in enumerate(message.reasons)
+    )
+    event = None
+    if message.HasField("transaction_event"):
+        te = message.transaction_event
+        event_type = ""
+        if te.event_type:
+            event_type = _enum("transaction_event.event_type", _TRANSACTION_EVENT_TYPE, te.event_type)
+        event = TransactionEvent(
+            event_type=event_type,
+            reason=te.reason,
+            value=te.value,
+            event_time=_seconds(te.event_time) if te.HasField("event_time") else None,
+        )
+    return AnnotationRequest(
+        assessment_name=message.assessment_name,
+        annotation=annotation,
+        reasons=reasons,
+        account_id=message.account_id,
+        transaction_event=event,
+        wait_for_upstream=message.wait_for_upstream,
+    )
+
+
+class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
+    """recaptcha.sidecar.v1.VerificationService over the transport-neutral core."""
+
+    def __init__(self, verifier: Verifier, annotator: Annotator) -> None:
+        self._verifier = verifier
+        self._annotator = annotator
+
+    @maps_domain_errors
+    async def Assess(  # noqa: N802 - gRPC method name
+        self, request: sidecar_pb2.AssessRequest, context: grpc.aio.ServicerContext
+    ) -> sidecar_pb2.AssessResponse:
+        decision = await self._verifier.assess(
+            to_assessment_request(request), context.time_remaining()
+        )
+        return to_assess_response(decision)
+
+    @maps_domain_errors
+    async def Annotate(  # noqa: N802 - gRPC method name
+        self, request: sidecar_pb2.AnnotateRequest, context: grpc.aio.ServicerContext
+    ) -> sidecar_pb2.AnnotateResponse:
+        delivery = await self._annotator.annotate(
+            to_annotation_request(request), context.time_remaining()
+        )
+        return sidecar_pb2.AnnotateResponse(delivery=_DELIVERY[delivery])
