@@ -173,6 +173,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     try:
         addresses = bind(server, list(settings.listen))
     except ListenError:
+        await server.stop(None)
         await upstream.close()
         for closer in closers:
             await closer.stop(0)

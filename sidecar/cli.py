@@ -45,7 +45,10 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     emulator = commands.add_parser("emulator", help="run the reCAPTCHA emulator on its own")
     emulator.add_argument(
-        "--listen", action="append", metavar="ADDR", help="address (repeatable); default 127.0.0.1:50052"
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="address (repeatable); default 127.0.0.1:50052",
     )
     emulator.add_argument("--project-number", default="123456789")
     emulator.add_argument("--seed", type=int, help="seed for the fault knobs' randomness")

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     listen: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:50051"],
         description="Addresses to serve on, in gRPC target syntax: `127.0.0.1:50051`, "
-        "`[::1]:50051`, `unix:///run/recaptcha/sidecar.sock`. Repeatable flag; comma-separated env.",
+        "`[::1]:50051`, `unix:///run/recaptcha/sidecar.sock`. "
+        "Repeatable flag; comma-separated env.",
     )
     project: str = Field(
         "", description="Google Cloud project id or number that owns the reCAPTCHA keys."
@@ -185,7 +186,9 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
     finally:
         _config_file.reset(token)
     if settings.api_key_file is not None and not settings.api_key_file.is_file():
-        raise ConfigError(f"invalid configuration:\n  api_key_file: no such file {settings.api_key_file}")
+        raise ConfigError(
+            f"invalid configuration:\n  api_key_file: no such file {settings.api_key_file}"
+        )
     return settings
 
 
@@ -194,9 +197,6 @@ def reference(model: type[BaseSettings] = Settings) -> list[tuple[str, str, str,
     rows = []
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        if isinstance(default, Mapping | Policy):
-            shown = "see below"
-        else:
-            shown = repr(default)
+        shown = "see below" if isinstance(default, Mapping | Policy) else repr(default)
         rows.append((name, ENV_PREFIX + name.upper(), shown, field.description or ""))
     return rows

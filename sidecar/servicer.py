@@ -25,9 +25,12 @@ from sidecar.core.model import (
 )
 from sidecar.core.verify import Verifier
 
-_VERDICT = {v.name.removeprefix("VERDICT_"): v.number for v in sidecar_pb2.Verdict.DESCRIPTOR.values}
+_VERDICT = {
+    v.name.removeprefix("VERDICT_"): v.number for v in sidecar_pb2.Verdict.DESCRIPTOR.values
+}
 _TOKEN_STATUS = {
-    v.name.removeprefix("TOKEN_STATUS_"): v.number for v in sidecar_pb2.TokenStatus.DESCRIPTOR.values
+    v.name.removeprefix("TOKEN_STATUS_"): v.number
+    for v in sidecar_pb2.TokenStatus.DESCRIPTOR.values
 }
 _RECOMMENDED = {
     v.name.removeprefix("RECOMMENDED_ACTION_"): v.number
@@ -143,7 +146,7 @@ def to_assess_response(decision: Decision) -> sidecar_pb2.AssessResponse:
 
 
 def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9
+    return float(stamp.seconds + stamp.nanos / 1e9)
 
 
 def to_annotation_request(message: sidecar_pb2.AnnotateRequest) -> AnnotationRequest:
@@ -159,7 +162,9 @@ def to_annotation_request(message: sidecar_pb2.AnnotateRequest) -> AnnotationReq
         te = message.transaction_event
         event_type = ""
         if te.event_type:
-            event_type = _enum("transaction_event.event_type", _TRANSACTION_EVENT_TYPE, te.event_type)
+            event_type = _enum(
+                "transaction_event.event_type", _TRANSACTION_EVENT_TYPE, te.event_type
+            )
         event = TransactionEvent(
             event_type=event_type,
             reason=te.reason,
@@ -184,7 +189,7 @@ class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
         self._annotator = annotator
 
     @maps_domain_errors
-    async def Assess(  # noqa: N802 - gRPC method name
+    async def Assess(
         self, request: sidecar_pb2.AssessRequest, context: grpc.aio.ServicerContext
     ) -> sidecar_pb2.AssessResponse:
         decision = await self._verifier.assess(
@@ -193,7 +198,7 @@ class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
         return to_assess_response(decision)
 
     @maps_domain_errors
-    async def Annotate(  # noqa: N802 - gRPC method name
+    async def Annotate(
         self, request: sidecar_pb2.AnnotateRequest, context: grpc.aio.ServicerContext
     ) -> sidecar_pb2.AnnotateResponse:
         delivery = await self._annotator.annotate(

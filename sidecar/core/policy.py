@@ -58,7 +58,8 @@ class ActionPolicy(BaseModel):
         True, description="Fail when the token's action differs from expected_action."
     )
     allowed_hostnames: tuple[str, ...] = Field(
-        (), description="Hostnames a web token may come from; '*.example.com' wildcards; empty: any."
+        (),
+        description="Hostnames a web token may come from; '*.example.com' wildcards; empty: any.",
     )
     on_upstream_failure: FailurePolicy = Field(
         FailurePolicy.CLOSED, description="Upstream unavailable, deadline, breaker open."
@@ -231,7 +232,9 @@ def decide_missing(policy: ActionPolicy, version: str = "") -> Decision:
     )
 
 
-def decide_duplicate(policy: ActionPolicy, original: Decision | None, version: str = "") -> Decision:
+def decide_duplicate(
+    policy: ActionPolicy, original: Decision | None, version: str = ""
+) -> Decision:
     """A token this sidecar (or its replicas) already assessed: never allowed twice in enforce
     mode. The original assessment's name is kept so the app can still annotate it."""
     allowed, verdict = _failed(policy)

@@ -49,7 +49,9 @@ def validate_assessment(request: AssessmentRequest) -> None:
         _max_bytes(name, getattr(request, name), MAX_FIELD_BYTES)
     for index, user_id in enumerate(request.user_ids):
         if not user_id.value:
-            raise InvalidArgument(f"user_ids[{index}]", "needs one of email, phone_number, username")
+            raise InvalidArgument(
+                f"user_ids[{index}]", "needs one of email, phone_number, username"
+            )
         _max_bytes(f"user_ids[{index}]", user_id.value, MAX_FIELD_BYTES)
     if len(request.headers) > MAX_HEADERS:
         raise InvalidArgument("headers", f"more than {MAX_HEADERS} entries")

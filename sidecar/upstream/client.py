@@ -198,8 +198,10 @@ class GoogleUpstream:
             )
         else:
             # Application Default Credentials (Workload Identity on GKE), as Google's client does.
-            self._channel = gapic_transport.RecaptchaEnterpriseServiceGrpcAsyncIOTransport.create_channel(
-                endpoint, options=options
+            self._channel = (
+                gapic_transport.RecaptchaEnterpriseServiceGrpcAsyncIOTransport.create_channel(
+                    endpoint, options=options
+                )
             )
         self._parent = f"projects/{project}"
         routing = ("x-goog-request-params", "parent=" + urllib.parse.quote(self._parent, safe=""))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`) and CI's: installs what the tests need on a fresh
+# machine, then lint, type check, generated-code check and every test layer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+# Servers the tests start themselves: a real redis-server on loopback.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (apt-get)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+# Toolchain dependencies of the language clients (Go modules, npm, Maven), when present.
+if [ -f scripts/ci-clients.sh ]; then
+  bash scripts/ci-clients.sh
+fi
+
+echo "== ruff"
+$BIN/ruff check .
+$BIN/ruff format --check .
+echo "== mypy"
+$BIN/mypy
+echo "== generated code is current"
+bash scripts/generate.sh
+git diff --exit-code --stat -- clients/ proto/ || {
+  echo "generated code is stale: run 'make generate' and commit" >&2
+  exit 1
+}
+echo "== pytest"
+$BIN/pytest -q -p no:cacheprovider "$@"

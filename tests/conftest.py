@@ -1,0 +1,101 @@
+"""Fixtures shared by every test layer: a real emulator and a real sidecar on real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2_grpc
+from recaptcha.sidecar.v1 import sidecar_pb2_grpc
+
+from sidecar.app import Sidecar, start_sidecar
+from sidecar.config import load_settings
+from sidecar.emulator import EmulatorControl, EmulatorService, start_emulator
+
+
+@dataclass
+class EmulatorHandle:
+    """An in-process emulator: its address, its state, and its control plane."""
+
+    address: str
+    service: EmulatorService
+    control: EmulatorControl
+
+
+@dataclass
+class SidecarHandle:
+    """A sidecar started in-process, with stubs over a real TCP connection."""
+
+    sidecar: Sidecar
+    stub: sidecar_pb2_grpc.VerificationServiceStub
+    health: health_pb2_grpc.HealthStub
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    @property
+    def tcp(self) -> str:
+        return next(a for a in self.sidecar.addresses if not a.startswith("unix:"))
+
+    @property
+    def uds(self) -> str:
+        return next(a for a in self.sidecar.addresses if a.startswith("unix:"))
+
+    def stub_for(self, address: str) -> sidecar_pb2_grpc.VerificationServiceStub:
+        channel = grpc.aio.insecure_channel(address)
+        self.channels.append(channel)
+        return sidecar_pb2_grpc.VerificationServiceStub(channel)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorHandle]:
+    server, service, ports = await start_emulator(["127.0.0.1:0"])
+    address = f"127.0.0.1:{ports[0]}"
+    channel = grpc.aio.insecure_channel(address)
+    yield EmulatorHandle(address, service, EmulatorControl(channel))
+    await channel.close()
+    await server.stop(0)
+
+
+SidecarFactory = Callable[..., Awaitable[SidecarHandle]]
+
+
+@pytest.fixture
+async def make_sidecar(emulator: EmulatorHandle, tmp_path: Path) -> AsyncIterator[SidecarFactory]:
+    """Start sidecars against the emulator fixture; settings given as keyword overrides (and
+    an optional `config_file`). Every sidecar listens on 127.0.0.1:0 and a Unix socket."""
+    started: list[SidecarHandle] = []
+
+    async def factory(config_file: Path | None = None, **overrides: Any) -> SidecarHandle:
+        overrides.setdefault(
+            "listen", ["127.0.0.1:0", f"unix://{tmp_path}/sidecar-{len(started)}.sock"]
+        )
+        overrides.setdefault("project", "test-project")
+        overrides.setdefault("upstream_endpoint", emulator.address)
+        overrides.setdefault("upstream_plaintext", True)
+        settings = load_settings(config_file, **overrides)
+        sidecar = await start_sidecar(settings)
+        tcp = [a for a in sidecar.addresses if not a.startswith("unix:")]
+        channel = grpc.aio.insecure_channel((tcp or sidecar.addresses)[0])
+        handle = SidecarHandle(
+            sidecar,
+            sidecar_pb2_grpc.VerificationServiceStub(channel),
+            health_pb2_grpc.HealthStub(channel),
+            [channel],
+        )
+        started.append(handle)
+        return handle
+
+    yield factory
+    for handle in started:
+        for channel in handle.channels:
+            await channel.close()
+        await handle.sidecar.stop(0)
+
+
+@pytest.fixture
+async def sidecar(make_sidecar: SidecarFactory) -> SidecarHandle:
+    """One sidecar with the default settings."""
+    return await make_sidecar()
