@@ -1,4 +1,4 @@
-"""Pick a replay store from its URL (`memory://`, `redis://`, `rediss://`)."""
+"""Pick a replay store from its URL (`memory://`, `redis://`, `rediss://`, `unix://`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,33 @@ import urllib.parse
 from sidecar.replay.base import ReplayStore
 from sidecar.replay.memory import MemoryReplayStore
 
+REDIS_SCHEMES = frozenset(("redis", "rediss", "unix"))
 
-def open_replay_store(url: str, *, max_entries: int = 1_000_000) -> ReplayStore:
-    """One switch, as envoyproxy/ratelimit picks its backend from one setting."""
+
+def open_replay_store(
+    url: str,
+    *,
+    max_entries: int = 1_000_000,
+    key_prefix: str | None = None,
+    pool_size: int = 50,
+    timeout: float = 1.0,
+    password: str | None = None,
+) -> ReplayStore:
+    """One switch, as envoyproxy/ratelimit picks its backend from one setting. Options that
+    do not apply to the chosen store are ignored."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme == "memory":
         return MemoryReplayStore(max_entries=max_entries)
-    raise ValueError(f"replay_store: unsupported scheme {scheme!r} (use memory://)")
+    if scheme in REDIS_SCHEMES:
+        from sidecar.replay.redis import DEFAULT_KEY_PREFIX, RedisReplayStore
+
+        return RedisReplayStore.from_url(
+            url,
+            key_prefix=DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix,
+            pool_size=pool_size,
+            timeout=timeout,
+            password=password,
+        )
+    raise ValueError(
+        f"replay_store: unsupported scheme {scheme!r} (use memory://, redis://, rediss://)"
+    )
