@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +57,23 @@ class VerifySettings:
     pending_poll: float = 0.02  # how often to look for another replica's answer
 
 
+class _After(enum.Enum):
+    """What the flight does with its claim once the callers have their answer."""
+
+    NOTHING = enum.auto()
+    SETTLE = enum.auto()  # remember the decision: later repeats are DUPLICATE or replays
+    RELEASE = enum.auto()  # the token never reached upstream: let the app present it again
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One token's assessment in this process; concurrent calls for the token wait on it."""
+
+    idem: str
+    answer: asyncio.Future[Decision]
+    task: asyncio.Task[None] | None = None
+
+
 class Verifier:
     """The Assess use case, shared by every front door."""
 
@@ -70,7 +89,7 @@ class Verifier:
         self._replay = replay
         self._policy = policy
         self._settings = settings
-        self._inflight: dict[str, tuple[str, asyncio.Task[Decision]]] = {}
+        self._inflight: dict[str, _Flight] = {}
 
     async def assess(self, request: AssessmentRequest, timeout: float | None = None) -> Decision:
         """Decide on one token. `timeout` is what remains of the caller's deadline, in seconds."""
@@ -81,20 +100,31 @@ class Verifier:
             return decide_missing(action_policy, policy.version)
         key = token_digest(request.token)
         idem = idempotency_digest(request.idempotency_key)
+        wait = None if timeout is None else timeout - self._settings.deadline_margin
 
-        leader = self._inflight.get(key)
-        if leader is not None:
-            leader_idem, task = leader
-            original = await asyncio.shield(task)
-            return self._repeat(action_policy, policy.version, idem, leader_idem, original)
-
-        budget = self._settings.upstream_timeout
-        if timeout is not None:
-            budget = min(budget, timeout - self._settings.deadline_margin)
-        task = asyncio.create_task(self._lead(request, key, idem, action_policy, policy, budget))
-        self._inflight[key] = (idem, task)
-        task.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(task)
+        flight = self._inflight.get(key)
+        leading = flight is None
+        if flight is None:
+            # With an idempotency key the answer outlives this caller (a retry will ask for
+            # it), so upstream gets its full timeout, not only what is left of this deadline.
+            budget = self._settings.upstream_timeout
+            if wait is not None and not idem:
+                budget = min(budget, wait)
+            loop = asyncio.get_running_loop()
+            flight = _Flight(idem, loop.create_future())
+            self._inflight[key] = flight
+            flight.task = asyncio.create_task(
+                self._fly(flight, request, key, action_policy, policy.version, loop.time() + budget)
+            )
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(flight.answer), wait)
+        except TimeoutError:
+            return decide_unchecked(
+                action_policy, FailureKind.TRANSIENT, "deadline", policy.version
+            )
+        if leading:
+            return answer
+        return self._repeat(action_policy, policy.version, idem, flight.idem, answer)
 
     def _repeat(
         self,
@@ -110,30 +140,73 @@ class Verifier:
             return dataclasses.replace(original, replayed=True)
         return decide_duplicate(action_policy, original, version)
 
-    async def _lead(
+    async def _fly(
+        self,
+        flight: _Flight,
+        request: AssessmentRequest,
+        key: str,
+        action_policy: ActionPolicy,
+        version: str,
+        deadline: float,
+    ) -> None:
+        """Answer every caller waiting on the flight as soon as the decision is known, then
+        settle or release the claim; repeats keep joining the flight until that is done."""
+        claim_id = secrets.token_hex(8)
+        try:
+            try:
+                decision, after = await self._decide(
+                    request, key, flight.idem, claim_id, action_policy, version, deadline
+                )
+            except asyncio.CancelledError:
+                flight.answer.cancel()
+                raise
+            except Exception as error:  # a bug: callers see it, the claim stays (safe)
+                log.exception("assess failed")
+                flight.answer.set_exception(error)
+                return
+            flight.answer.set_result(decision)
+            if after is _After.SETTLE:
+                await self._remember(key, claim_id, ReplayEntry(flight.idem, decision))
+            elif after is _After.RELEASE:
+                await self._forget(key, claim_id)
+        finally:
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+
+    async def _decide(
         self,
         request: AssessmentRequest,
         key: str,
         idem: str,
+        claim_id: str,
         action_policy: ActionPolicy,
-        policy: Policy,
-        budget: float,
-    ) -> Decision:
-        version = policy.version
-        if budget <= 0:
-            return decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
+        version: str,
+        deadline: float,
+    ) -> tuple[Decision, _After]:
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            unchecked = decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
+            return unchecked, _After.NOTHING
         try:
             existing = await asyncio.wait_for(
-                self._replay.claim(key, idem, self._settings.replay_ttl),
+                self._replay.claim(key, idem, claim_id, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
         except (ReplayStoreError, TimeoutError, OSError) as error:
             log.warning("replay store claim failed: %s", type(error).__name__)
-            return decide_unchecked(action_policy, FailureKind.REPLAY_STORE, "unavailable", version)
+            # A claim that timed out may still have landed: release it (if it is ours).
+            unchecked = decide_unchecked(
+                action_policy, FailureKind.REPLAY_STORE, "unavailable", version
+            )
+            return unchecked, _After.RELEASE
 
         if existing is not None:
-            return await self._existing(existing, key, idem, action_policy, version, budget)
+            return await self._existing(existing, key, idem, action_policy, version, deadline)
 
+        budget = deadline - loop.time()
+        if budget <= 0:
+            unchecked = decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
+            return unchecked, _After.RELEASE
         try:
             upstream = await self._upstream.create_assessment(
                 request,
@@ -142,15 +215,8 @@ class Verifier:
             )
         except UpstreamError as error:
             decision = decide_unchecked(action_policy, error.kind, error.code.lower(), version)
-            if error.reached is False:
-                await self._forget(key)
-            else:
-                await self._remember(key, ReplayEntry(idem, decision))
-            return decision
-
-        decision = decide(action_policy, request.expected_action, upstream, version)
-        await self._remember(key, ReplayEntry(idem, decision))
-        return decision
+            return decision, _After.RELEASE if error.reached is False else _After.SETTLE
+        return decide(action_policy, request.expected_action, upstream, version), _After.SETTLE
 
     async def _existing(
         self,
@@ -159,14 +225,13 @@ class Verifier:
         idem: str,
         action_policy: ActionPolicy,
         version: str,
-        budget: float,
-    ) -> Decision:
+        deadline: float,
+    ) -> tuple[Decision, _After]:
         """The token was claimed before: by an earlier call, a replica, or a previous process."""
         if existing.decision is None and idem and idem == existing.idempotency_digest:
             # A retry of a call still in flight at another replica: wait for its answer.
             loop = asyncio.get_running_loop()
-            give_up = loop.time() + budget
-            while existing.decision is None and loop.time() < give_up:
+            while existing.decision is None and loop.time() < deadline:
                 await asyncio.sleep(self._settings.pending_poll)
                 try:
                     found = await asyncio.wait_for(
@@ -177,28 +242,32 @@ class Verifier:
                 if found is not None:
                     existing = found
             if existing.decision is None:
-                return decide_unchecked(action_policy, FailureKind.TRANSIENT, "pending", version)
+                pending = decide_unchecked(action_policy, FailureKind.TRANSIENT, "pending", version)
+                return pending, _After.NOTHING
         if existing.decision is None:
-            return decide_duplicate(action_policy, None, version)
-        return self._repeat(
+            return decide_duplicate(action_policy, None, version), _After.NOTHING
+        repeat = self._repeat(
             action_policy, version, idem, existing.idempotency_digest, existing.decision
         )
+        return repeat, _After.NOTHING
 
-    async def _remember(self, key: str, entry: ReplayEntry) -> None:
+    async def _remember(self, key: str, claim_id: str, entry: ReplayEntry) -> None:
         """Settle the claim. If the store fails now the claim stays pending, which still makes
         every later repeat DUPLICATE: safe, only the original answer is lost."""
         try:
             await asyncio.wait_for(
-                self._replay.settle(key, entry, self._settings.replay_ttl),
+                self._replay.settle(key, claim_id, entry, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
         except (ReplayStoreError, TimeoutError, OSError) as error:
             log.warning("replay store settle failed: %s", type(error).__name__)
 
-    async def _forget(self, key: str) -> None:
+    async def _forget(self, key: str, claim_id: str) -> None:
         """Release a claim whose token never reached upstream, so the app may retry it."""
         try:
-            await asyncio.wait_for(self._replay.release(key), self._settings.replay_timeout)
+            await asyncio.wait_for(
+                self._replay.release(key, claim_id), self._settings.replay_timeout
+            )
         except (ReplayStoreError, TimeoutError, OSError) as error:
             log.warning("replay store release failed: %s", type(error).__name__)
 
