@@ -26,6 +26,7 @@ from sidecar.config import Settings
 from sidecar.core.annotate import DirectAnnotator
 from sidecar.core.verify import Verifier, VerifySettings
 from sidecar.replay import ReplayStore, open_replay_store
+from sidecar.replay.health import watch_store
 from sidecar.servicer import VerificationServicer
 from sidecar.upstream.client import GoogleUpstream
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = sidecar_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name
 EMULATOR_PROJECT = "emulator"
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class ListenError(Exception):
@@ -49,11 +51,15 @@ class Sidecar:
     replay: ReplayStore
     upstream: GoogleUpstream
     closers: list[grpc.aio.Server] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float) -> None:
         """Health goes NOT_SERVING first so probes and balancers stop sending, then in-flight
         calls drain for `grace` seconds, then the connections behind them close."""
         await self.health.enter_graceful_shutdown()
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.server.stop(grace)
         await self.upstream.close()
         await self.replay.close()
@@ -145,7 +151,18 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         plaintext=plaintext,
         api_key=settings.resolved_api_key(),
     )
-    replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
+    replay = open_replay_store(
+        settings.replay_store,
+        max_entries=settings.replay_max_entries,
+        key_prefix=settings.replay_key_prefix,
+        pool_size=settings.replay_redis_pool_size,
+        timeout=settings.replay_redis_timeout,
+        password=(
+            settings.replay_redis_password.get_secret_value()
+            if settings.replay_redis_password
+            else None
+        ),
+    )
     policy = settings.policy
     verifier = Verifier(
         upstream=upstream,
@@ -175,13 +192,29 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     except ListenError:
         await server.stop(None)
         await upstream.close()
+        await replay.close()
         for closer in closers:
             await closer.stop(0)
         raise
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Sidecar(server, addresses, health_servicer, replay, upstream, closers)
+
+    async def report_store(reachable: bool) -> None:
+        """Readiness (the service name) follows the replay store; liveness ("") does not,
+        since restarting the sidecar would not bring the store back."""
+        status = health_pb2.HealthCheckResponse.SERVING if reachable else _NOT_SERVING
+        await health_servicer.set(SERVICE_NAME, status)
+
+    store_watch = asyncio.create_task(
+        watch_store(
+            replay,
+            report_store,
+            interval=settings.replay_health_interval,
+            timeout=max(settings.replay_timeout, settings.replay_redis_timeout),
+        )
+    )
+    return Sidecar(server, addresses, health_servicer, replay, upstream, closers, [store_watch])
 
 
 async def run(settings: Settings, *, grace: float = 10.0) -> int:

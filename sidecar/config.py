@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -89,7 +90,9 @@ class Settings(BaseSettings):
         description="Seconds of the caller's deadline kept back to answer it after upstream.",
     )
     replay_store: str = Field(
-        "memory://", description="Replay store URL: `memory://`, `redis://…`, `rediss://…`."
+        "memory://",
+        description="Replay store URL: `memory://` (one sidecar), `redis://[user:pass@]host:port"
+        "/db`, `rediss://…` (TLS; `?ssl_ca_certs=/path/ca.pem`), `unix:///path.sock`.",
     )
     replay_max_entries: int = Field(
         1_000_000, ge=1, description="Memory store: most tokens remembered at once."
@@ -101,6 +104,31 @@ class Settings(BaseSettings):
     )
     replay_timeout: float = Field(
         0.25, gt=0, le=10, description="Longest wait for the replay store, in seconds."
+    )
+    replay_key_prefix: str = Field(
+        "recaptcha-sidecar:replay:",
+        max_length=200,
+        description="Redis store: prefix of every key (then the token's SHA-256 in hex).",
+    )
+    replay_redis_password: SecretStr | None = Field(
+        None, description="Redis store: password; wins over one in the URL, never logged."
+    )
+    replay_redis_pool_size: int = Field(
+        50, ge=1, le=10_000, description="Redis store: most connections open at once."
+    )
+    replay_redis_timeout: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="Redis store: seconds to connect, per socket read/write, and to wait "
+        "for a free pooled connection.",
+    )
+    replay_health_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between replay store pings; health is NOT_SERVING while "
+        "the store is unreachable.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest log level written."
@@ -148,6 +176,11 @@ class Settings(BaseSettings):
     def _replay_scheme(cls, value: str) -> str:
         if not re.match(r"(memory|redis|rediss|unix)://", value):
             raise ValueError("expected memory://, redis://host:port/db or rediss://…")
+        if value.startswith(("redis://", "rediss://")):
+            parts = urllib.parse.urlsplit(value)
+            _ = parts.port  # ValueError naming a port that is not a number
+            if not parts.hostname:
+                raise ValueError("expected redis://[user:password@]host[:port][/db]")
         return value
 
     @model_validator(mode="after")
