@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.app import Sidecar, start_sidecar
 from sidecar.config import load_settings
 from sidecar.emulator import EmulatorControl, EmulatorService, start_emulator
+from tests.support.redis_server import RedisServer
 
 
 @dataclass
@@ -99,3 +100,12 @@ async def make_sidecar(emulator: EmulatorHandle, tmp_path: Path) -> AsyncIterato
 async def sidecar(make_sidecar: SidecarFactory) -> SidecarHandle:
     """One sidecar with the default settings."""
     return await make_sidecar()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, empty, with no persistence; the test may
+    stop, kill, freeze or restart it (same port). Killed at teardown."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.close()
