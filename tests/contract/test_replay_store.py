@@ -91,9 +91,7 @@ async def test_a_retried_claim_by_its_holder_still_holds(store: ReplayStore) -> 
 
 
 @pytest.mark.parametrize("decision", [VALID, DENIED], ids=["valid", "unchecked"])
-async def test_settled_decision_round_trips_exactly(
-    store: ReplayStore, decision: Decision
-) -> None:
+async def test_settled_decision_round_trips_exactly(store: ReplayStore, decision: Decision) -> None:
     key, claim = new_key(), new_claim()
     assert await store.claim(key, "idem", claim, TTL) is None
     assert await store.settle(key, claim, ReplayEntry("idem", decision), TTL) is True

@@ -62,9 +62,7 @@ async def test_concurrent_calls_with_one_idempotency_key_share_one_answer(
 ) -> None:
     token = mint_token(action="login")
     await emulator.control.set_faults("create", latency_ms=50)
-    answers = await asyncio.gather(
-        *(assess(handle.stub, token, key="order-1") for _ in range(50))
-    )
+    answers = await asyncio.gather(*(assess(handle.stub, token, key="order-1") for _ in range(50)))
     assert {a.assessment_name for a in answers} == {answers[0].assessment_name}
     assert all(a.token_status == pb.TOKEN_STATUS_VALID and a.allowed for a in answers)
     assert sum(not a.replayed for a in answers) == 1

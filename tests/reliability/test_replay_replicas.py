@@ -35,6 +35,8 @@ class Run:
     failures: list[tuple[int, grpc.StatusCode]] = field(default_factory=list)
     sent_to: collections.Counter[int] = field(default_factory=collections.Counter)
     done_tokens: int = 0
+    kill_at: int | None = None
+    kill_now: asyncio.Event = field(default_factory=asyncio.Event)
 
     def allowed_by_token(self) -> collections.Counter[str]:
         return collections.Counter(
@@ -109,6 +111,8 @@ async def drive(
             run.sent_to.update(order)
             await asyncio.gather(*(present(token, replica) for replica in order))
             run.done_tokens += 1
+            if run.done_tokens == run.kill_at:
+                run.kill_now.set()
 
     await asyncio.gather(*(worker() for _ in range(IN_FLIGHT_TOKENS)))
 
@@ -121,7 +125,7 @@ async def run_replicas(
     control_channel = grpc.aio.insecure_channel(upstream.addresses()[0])
     control = EmulatorControl(control_channel, timeout=30)
     tokens = [mint_token(action="login") for _ in range(TOKENS)]
-    run, killed = Run(), None
+    run, killed = Run(kill_at=kill_at), None
     if kill_at is not None:  # upstream calls in flight at the kill leave claims pending
         await control.set_faults("create", latency_ms=20)
     try:
@@ -129,8 +133,7 @@ async def run_replicas(
             drive([sidecar_pb2_grpc.VerificationServiceStub(c) for c in channels], tokens, run)
         )
         if kill_at is not None:
-            while run.done_tokens < kill_at and not load.done():
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(run.kill_now.wait(), 60)
             assert not load.done(), "the run ended before the kill"
             killed = 1
             await asyncio.to_thread(replicas[killed].kill)  # SIGKILL, mid-run
