@@ -2,8 +2,10 @@
 
 Single use holds in three layers: in-process single flight (concurrent calls for one token
 share one upstream call), the replay store's atomic claim (replicas and restarts), and upstream's
-own DUPE. The leader's work runs in its own task, so a caller that gives up (client timeout)
-does not cancel an upstream call whose answer a retry with the same idempotency key will want.
+own DUPE. The leader's work runs in its own task (a flight), so a caller that gives up (client
+timeout) does not cancel an upstream call whose answer a retry with the same idempotency key
+will want; with a key, that call gets its full upstream timeout. The flight answers its callers
+as soon as the decision is known and settles or releases the claim afterwards.
 """
 
 from __future__ import annotations
