@@ -96,8 +96,6 @@ async def test_redis_stopped_mid_run_answers_unchecked_in_time_then_recovers(
     assert tally.errors == []  # every call was answered inside its deadline
     assert all(a.allowed and a.token_status == pb.TOKEN_STATUS_VALID for a in tally.answers["up"])
     down = tally.answers["down"]
-    odd = [(a.allowed, a.token_status, a.decided_by) for a in down if a.decided_by != "replay_store:unavailable"]
-    assert odd == []
     assert all(
         (a.allowed, a.token_status, a.verdict, a.decided_by)
         == (False, pb.TOKEN_STATUS_UNCHECKED, pb.VERDICT_FAILED_ENFORCE, "replay_store:unavailable")
