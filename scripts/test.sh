@@ -9,7 +9,8 @@ BIN=.venv/bin
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "== installing redis-server (apt-get)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 # Toolchain dependencies of the language clients (Go modules, npm, Maven), when present.
 if [ -f scripts/ci-clients.sh ]; then
