@@ -26,8 +26,11 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
 step() { printf '==> %s\n' "$*" >&2; }
 
 deps() {
-  step "node: npm ci"
-  (cd clients/node && npm ci --no-audit --no-fund --loglevel=error)
+  # npm ci only when node_modules is not what package-lock.json says (always, on a fresh clone).
+  if [ ! clients/node/node_modules/.package-lock.json -nt clients/node/package-lock.json ]; then
+    step "node: npm ci"
+    (cd clients/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
   step "node: tsc"
   (cd clients/node && npm run --silent build)
 
