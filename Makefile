@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,9 +32,17 @@ typecheck: $(STAMP)
 generate: $(STAMP)
 	bash scripts/generate.sh
 
-## Fail when a committed generated file is not what `make generate` produces.
+## Fail when a committed generated file is not what `make generate` produces (new files too).
 check-generated: generate
-	git diff --exit-code --stat -- clients/ || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
+	@if [ -n "$$(git status --porcelain -- clients/ proto/)" ]; then git status --short -- clients/ proto/; echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; fi
+
+## Client toolchain dependencies and builds (npm, Go modules, Maven); buf lint, format, breaking.
+clients:
+	bash scripts/ci-clients.sh
+
+## Each language's client against a real sidecar on the emulator.
+test-clients: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/clients
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

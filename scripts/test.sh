@@ -24,9 +24,10 @@ echo "== mypy"
 $BIN/mypy
 echo "== generated code is current"
 bash scripts/generate.sh
-git diff --exit-code --stat -- clients/ proto/ || {
+if [ -n "$(git status --porcelain -- clients/ proto/)" ]; then
+  git status --short -- clients/ proto/
   echo "generated code is stale: run 'make generate' and commit" >&2
   exit 1
-}
+fi
 echo "== pytest"
 $BIN/pytest -q -p no:cacheprovider "$@"
