@@ -14,7 +14,7 @@
 #   $BUF_BREAKING_AGAINST           any buf input, e.g. '.git#branch=main,subdir=proto'
 #   HEAD                            when proto/ has uncommitted changes
 #   merge-base with main            on a branch (local `main` or `origin/main`)
-#   HEAD~1                          on main itself
+#   parent of the newest commit that changed proto/, on main itself
 # and is skipped, with a note, when there is no such commit (first commit, shallow clone) or
 # the base has no proto/ yet.
 set -euo pipefail
@@ -59,8 +59,11 @@ breaking_base() {
     fi
     break
   done
-  git rev-parse --verify -q 'HEAD~1^{commit}' && return 0
-  echo "HEAD has no parent here (first commit or shallow clone)" >&2
+  # On main itself: the state before the newest change to proto/, so that change is checked.
+  local last
+  last=$(git log -1 --format=%H -- proto) && [ -n "$last" ] &&
+    git rev-parse --verify -q "$last~1^{commit}" && return 0
+  echo "the newest change to proto/ has no parent here (first commit or shallow clone)" >&2
   return 1
 }
 
