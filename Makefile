@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clients test-clients clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,15 @@ clients:
 ## Each language's client against a real sidecar on the emulator.
 test-clients: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/clients
+
+## Benchmark the sidecar against its baselines (ghz is installed into .tools/bin on first use);
+## writes bench/results/latest.{json,md,png}. ARGS are passed on, e.g. ARGS="--only assess-miss".
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(ARGS)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
