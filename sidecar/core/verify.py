@@ -12,8 +12,9 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
 from sidecar.core.policy import (
@@ -31,6 +32,16 @@ from sidecar.upstream.base import Upstream
 from sidecar.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+    """`asyncio.wait_for` without its cost: wait_for wraps the awaitable in a new Task (and on
+    3.11 a timer, a future and callbacks) on every call, while a replay store call usually
+    finishes without suspending at all. `asyncio.timeout` bounds the wait the same way (the
+    awaitable is cancelled and TimeoutError raised) inside the caller's own task."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
 
 
 def token_digest(token: str) -> str:
@@ -123,7 +134,7 @@ class Verifier:
         if budget <= 0:
             return decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
         try:
-            existing = await asyncio.wait_for(
+            existing = await _bounded(
                 self._replay.claim(key, idem, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
@@ -169,9 +180,7 @@ class Verifier:
             while existing.decision is None and loop.time() < give_up:
                 await asyncio.sleep(self._settings.pending_poll)
                 try:
-                    found = await asyncio.wait_for(
-                        self._replay.get(key), self._settings.replay_timeout
-                    )
+                    found = await _bounded(self._replay.get(key), self._settings.replay_timeout)
                 except (ReplayStoreError, TimeoutError, OSError):
                     found = None
                 if found is not None:
@@ -188,7 +197,7 @@ class Verifier:
         """Settle the claim. If the store fails now the claim stays pending, which still makes
         every later repeat DUPLICATE: safe, only the original answer is lost."""
         try:
-            await asyncio.wait_for(
+            await _bounded(
                 self._replay.settle(key, entry, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
@@ -198,7 +207,7 @@ class Verifier:
     async def _forget(self, key: str) -> None:
         """Release a claim whose token never reached upstream, so the app may retry it."""
         try:
-            await asyncio.wait_for(self._replay.release(key), self._settings.replay_timeout)
+            await _bounded(self._replay.release(key), self._settings.replay_timeout)
         except (ReplayStoreError, TimeoutError, OSError) as error:
             log.warning("replay store release failed: %s", type(error).__name__)
 
