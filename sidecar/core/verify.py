@@ -12,9 +12,9 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
 from sidecar.core.policy import (
@@ -35,13 +35,51 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
-    """`asyncio.wait_for` without its cost: wait_for wraps the awaitable in a new Task (and on
-    3.11 a timer, a future and callbacks) on every call, while a replay store call usually
-    finishes without suspending at all. `asyncio.timeout` bounds the wait the same way (the
-    awaitable is cancelled and TimeoutError raised) inside the caller's own task."""
+async def _bounded(awaitable: Coroutine[Any, Any, T], timeout: float) -> T:
+    """`asyncio.wait_for(awaitable, timeout)` at a fraction of its cost.
+
+    wait_for wraps every awaitable in a new Task (on 3.11 with a timer, a future and
+    callbacks), and even `asyncio.timeout` arms and cancels a timer per call: measured, the two
+    timers of a cache-miss Assess cost 5% of the sidecar's CPU, while the memory store's calls
+    never suspend. So the call's first step runs at once; only a call that suspends (a network
+    store) is finished under the deadline, in the caller's own task. The deadline then counts
+    from that first suspension, which is when the waiting starts.
+    """
+    try:
+        pending = awaitable.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
     async with asyncio.timeout(timeout):
-        return await awaitable
+        return await _Resumed(awaitable, pending)
+
+
+class _Resumed(Awaitable[T]):
+    """The rest of a coroutine whose first step already ran (what `await` would have done)."""
+
+    __slots__ = ("_coroutine", "_pending")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T], pending: Any) -> None:
+        self._coroutine = coroutine
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coroutine, pending = self._coroutine, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as error:  # cancellation and timeouts go into the coroutine
+                try:
+                    pending = coroutine.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    pending = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
 
 
 def token_digest(token: str) -> str:
