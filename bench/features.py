@@ -67,7 +67,6 @@ def _tracing() -> str | None:
 PROBES = {
     "redis": _redis,
     "outbox": lambda: _flag("--outbox"),
-    "workers": lambda: _flag("--workers"),
     "tracing": _tracing,
 }
 

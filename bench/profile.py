@@ -76,7 +76,9 @@ def main() -> int:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     scenario = next(s for s in SCENARIOS if s.name == args.scenario)
     bench = Bench(
-        argparse.Namespace(seconds=args.seconds, rate_seconds=args.seconds, load=50, keep=False)
+        argparse.Namespace(
+            seconds=args.seconds, rate_seconds=args.seconds, rounds=1, load=50, keep=False
+        )
     )
     try:
         server = bench.start(scenario)

@@ -38,6 +38,7 @@ def _num(value: float | None, digits: int = 2) -> float | None:
 def build(
     rows: list[Row],
     *,
+    method: dict[str, Any],
     rate: int,
     load_percent: float,
     memory: dict[str, Any],
@@ -61,9 +62,15 @@ def build(
     def ratio(a: float | None, b: float | None) -> float | None:
         return _num(a / b, 3) if a is not None and b else None
 
-    def added(name: str, attr: str) -> float | None:
-        a, b = fixed(name, attr), fixed("direct", attr)
+    def added(name: str, attr: str, base: str = "direct") -> float | None:
+        a, b = fixed(name, attr), fixed(base, attr)
         return _num(a - b, 3) if a is not None and b is not None else None
+
+    def cpu(name: str) -> float | None:
+        row = by_name.get(name)
+        if row and row.saturation and row.status == "ok":
+            return row.saturation.cpu_hop
+        return None
 
     scenarios = []
     for row in rows:
@@ -120,14 +127,24 @@ def build(
                 "met": met,
             }
         )
+    # Where the added latency comes from: the floor of any Python hop, then the sidecar's work.
+    floor = {
+        "passthrough_added_p50_ms": added("passthrough", "p50"),
+        "passthrough_added_p99_ms": added("passthrough", "p99"),
+        "cache_miss_over_passthrough_p50_ms": added("assess-miss", "p50", "passthrough"),
+        "cache_miss_over_passthrough_p99_ms": added("assess-miss", "p99", "passthrough"),
+        "cache_miss_cpu_vs_passthrough": ratio(cpu("assess-miss"), cpu("passthrough")),
+    }
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "run_seconds": round(seconds, 1),
+        "method": method,
         "offered_rate_rps": rate,
         "offered_rate_basis": f"{load_percent:g}% of the assess-miss saturation throughput",
         **headline,
         "targets": targets,
+        "floor": floor,
         "memory": memory,
         "otlp_exported": exported,
         "scenarios": scenarios,
@@ -187,6 +204,18 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {t['description']} | {sign} {t['bound']:g} | {_fmt(t['measured'], 3)} | {met} |"
         )
+    floor = result["floor"]
+    lines += [
+        "",
+        f"The pass-through floor itself adds {_fmt(floor['passthrough_added_p50_ms'])} ms at "
+        f"p50 and {_fmt(floor['passthrough_added_p99_ms'])} ms at p99 over direct; the "
+        f"cache-miss sidecar adds {_fmt(floor['cache_miss_over_passthrough_p50_ms'])} / "
+        f"{_fmt(floor['cache_miss_over_passthrough_p99_ms'])} ms beyond that floor and spends "
+        f"{_fmt(floor['cache_miss_cpu_vs_passthrough'])}x its CPU per request. Memory store: "
+        f"{_fmt(result['memory'].get('bytes_per_token_tracemalloc'), 0)} bytes per token "
+        f"(tracemalloc), {_fmt(result['memory'].get('bytes_per_token_rss'), 0)} (RSS growth), "
+        f"over {result['memory'].get('entries', 0):,} tokens.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -198,18 +227,25 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     measured = [s for s in result["scenarios"] if s["status"] == "ok" and "fixed" in s]
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [3, 2]})
-    for s in measured:
-        points = [(q, ms) for q, ms in s["fixed"]["cdf_ms"] if ms is not None]
-        style = "--" if s["hop"] != "sidecar" else "-"
+    for index, s in enumerate(measured):
+        points = [(q / 100, ms) for q, ms in s["fixed"]["cdf_ms"] if ms is not None]
+        style = "--" if s["hop"] != "sidecar" else ("-" if index < 10 else ":")
         left.plot(
-            [ms for _, ms in points], [q for q, _ in points], style, marker=".", label=s["name"]
+            [ms for _, ms in points],
+            [q for q, _ in points],
+            style,
+            marker=".",
+            label=s["name"],
         )
     left.set_xscale("log")
+    left.set_yscale("logit")  # p50, p90, p99, p99.9 evenly spaced: the tail is visible
+    ticks = [0.01, 0.1, 0.5, 0.9, 0.99, 0.999]
+    left.set_yticks(ticks, [f"p{100 * t:g}" for t in ticks])
+    left.minorticks_off()
     left.set_xlabel("latency, ms (log)")
     left.set_ylabel("percentile")
-    left.set_yticks([1, 10, 25, 50, 75, 90, 99])
     left.grid(True, which="both", alpha=0.3)
-    left.set_title(f"latency distribution at {result['offered_rate_rps']} req/s")
+    left.set_title(f"latency distribution at {result['offered_rate_rps']} req/s (offered)")
     left.legend(fontsize=8)
     names = [s["name"] for s in measured]
     rates = [s["saturation"]["rps"] for s in measured]

@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ SIDECAR = [sys.executable, "-m", "sidecar"]
 EMULATOR_READY = "recaptcha-emulator listening on"
 SIDECAR_READY = "recaptcha-sidecar serving on"
 MAX_RPS = 8_000  # more than any Python hop here answers; sizes the token files
-REPLAY_TOKENS = 2_000  # distinct already-assessed tokens cycled by the replay scenarios
+REPLAY_TOKENS = 1_000  # distinct already-assessed tokens cycled by the replay scenarios
 ANNOTATE_NAMES = 2_000
 _CONTROL = "/recaptcha.sidecar.emulator.v1.Control/"
 
@@ -66,6 +67,8 @@ class Phase:
     upstream_calls_per_request: float
     upstream_dupes: int
     cdf: list[tuple[float, float]]  # (percentile, ms) for the plot
+    rounds_rps: list[float] = field(default_factory=list)  # per round, to show the spread
+    rounds_p99: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -141,6 +144,7 @@ class Bench:
         self.otlp: Child | None = None
         self.servers: dict[str, Server] = {}
         self.names: list[str] = []
+        self.rate = 0
         self.base_env = {
             key: value
             for key, value in os.environ.items()
@@ -242,7 +246,7 @@ class Bench:
             # then presented again and again: every measured call is a replay.
             blobs = payloads.assess_requests(payloads.mint(REPLAY_TOKENS))
             payloads.write_delimited(path, blobs)
-            first = self._load(scenario, server, path, 20, total=REPLAY_TOKENS)
+            first = self._load(scenario, server, path, 50, total=REPLAY_TOKENS)
             if first.count != REPLAY_TOKENS:
                 raise RuntimeError(f"replay seeding answered {first.count}/{REPLAY_TOKENS}")
         else:
@@ -364,25 +368,53 @@ class Bench:
     # ---- the run --------------------------------------------------------------------------
 
     def run(self, scenarios: list[Scenario]) -> list[Row]:
+        """Start and check every row, then measure in rounds: each round visits every row,
+        so a burst of load from elsewhere on the machine hits the rows alike, and a row's
+        figure is the median of its rounds."""
         rows = [Row(scenario) for scenario in scenarios]
-        for row in rows:  # phase one: saturation
-            self._saturate(row)
-        rate = self._offered_rate(rows)
-        for row in rows:  # phase two: the same offered rate for every scenario
+        for row in rows:
+            self._prepare(row)
+        saturation: dict[str, list[Phase]] = {}
+        fixed: dict[str, list[Phase]] = {}
+        for number in range(self.args.rounds):
+            print(f"bench: saturation, round {number + 1}/{self.args.rounds}", flush=True)
+            for row in rows:
+                self._round(row, saturation, 0)
+        for row in rows:
+            if row.status == "ok":
+                row.saturation = combine(saturation[row.scenario.name])
+        self.rate = rate = self._offered_rate(rows)
+        for number in range(self.args.rounds):
+            print(f"bench: {rate} req/s, round {number + 1}/{self.args.rounds}", flush=True)
+            for row in rows:
+                self._round(row, fixed, rate)
+        for row in rows:
             server = self.servers.get(row.scenario.name)
-            if server is None or row.status != "ok":
-                continue
-            print(f"  {row.scenario.name}: {rate}/s", flush=True)
-            try:
-                row.fixed = self.measure(row.scenario, server, rps=rate)
-            except (RuntimeError, grpc.RpcError) as error:
-                row.status, row.reason = "failed", f"fixed rate: {error}"
-            if server.hop:
+            if row.status == "ok":
+                row.fixed = combine(fixed[row.scenario.name])
+            if server and server.hop:
                 row.peak_rss_mib = peak_rss_mib(server.hop.pids())
-        self.rate = rate
         return rows
 
-    def _saturate(self, row: Row) -> None:
+    def _round(self, row: Row, into: dict[str, list[Phase]], rate: int) -> None:
+        if row.status != "ok":
+            return
+        name = row.scenario.name
+        try:
+            phase = self.measure(row.scenario, self.servers[name], rps=rate)
+        except (RuntimeError, grpc.RpcError) as error:
+            row.status, row.reason = "failed", str(error)
+            print(f"  {name}: failed: {error}", flush=True)
+            return
+        into.setdefault(name, []).append(phase)
+        print(
+            f"  {name:28} {phase.rps:7.0f} req/s  p50 {phase.p50:6.2f}  p99 {phase.p99:6.2f} ms"
+            f"  CPU {phase.cpu_hop or phase.cpu_upstream:.3f} s/1k",
+            flush=True,
+        )
+
+    def _prepare(self, row: Row) -> None:
+        """Start the row's server, note its idle RSS, check one answer, warm it up."""
         scenario = row.scenario
         for feature in scenario.needs:
             why = features.missing(feature)
@@ -408,12 +440,9 @@ class Bench:
                 return
             warm = self._data(scenario, server, 500)
             self._load(scenario, server, warm, 20, total=500)
-            print(f"  {scenario.name}: saturation", flush=True)
-            row.saturation = self.measure(scenario, server)
         except (RuntimeError, grpc.RpcError) as error:
             row.status, row.reason = "failed", str(error)
-            print(f"  {scenario.name}: failed: {error}", flush=True)
-            return
+        print(f"  {scenario.name}: {row.status} {row.check or row.reason}", flush=True)
 
     def _offered_rate(self, rows: list[Row]) -> int:
         by_name = {row.scenario.name: row for row in rows}
@@ -441,6 +470,44 @@ class Bench:
         if not self.args.keep:
             shutil.rmtree(self.work, ignore_errors=True)
         return exported
+
+
+def combine(phases: list[Phase]) -> Phase:
+    """One figure per row from its rounds: medians, with counts and upstream calls summed."""
+    med = statistics.median
+    count = sum(p.count for p in phases)
+    errors: dict[str, int] = {}
+    for phase in phases:
+        for status, n in phase.errors.items():
+            errors[status] = errors.get(status, 0) + n
+    sent = sum(p.count + sum(p.errors.values()) for p in phases)
+
+    def cpu(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return med(known) if known else None
+
+    return Phase(
+        rps=med(p.rps for p in phases),
+        count=count,
+        errors=errors,
+        seconds=sum(p.seconds for p in phases),
+        p50=med(p.p50 for p in phases),
+        p90=med(p.p90 for p in phases),
+        p99=med(p.p99 for p in phases),
+        p999=med(p.p999 for p in phases),
+        cpu_hop=cpu([p.cpu_hop for p in phases]),
+        cpu_store=cpu([p.cpu_store for p in phases]),
+        cpu_upstream=med(p.cpu_upstream for p in phases),
+        cpu_loadgen=med(p.cpu_loadgen for p in phases),
+        upstream_calls_per_request=sum(
+            p.upstream_calls_per_request * (p.count + sum(p.errors.values())) for p in phases
+        )
+        / max(1, sent),
+        upstream_dupes=sum(p.upstream_dupes for p in phases),
+        cdf=[(q, med(p.cdf[i][1] for p in phases)) for i, (q, _) in enumerate(phases[0].cdf)],
+        rounds_rps=[round(p.rps, 1) for p in phases],
+        rounds_p99=[round(p.p99, 3) for p in phases],
+    )
 
 
 def _children_cpu() -> float:
@@ -492,8 +559,9 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the sidecar against its baselines.")
-    parser.add_argument("--seconds", type=float, default=6.0, help="saturation phase length")
-    parser.add_argument("--rate-seconds", type=float, default=6.0, help="fixed-rate phase length")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per row and phase")
+    parser.add_argument("--seconds", type=float, default=2.5, help="saturation, per round")
+    parser.add_argument("--rate-seconds", type=float, default=2.5, help="fixed rate, per round")
     parser.add_argument(
         "--load", type=float, default=50.0, help="fixed rate, % of cache-miss saturation"
     )
@@ -517,6 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     about["load_average_at_end"] = list(os.getloadavg())
     result = report.build(
         rows,
+        method={
+            "rounds": args.rounds,
+            "saturation_seconds_per_round": args.seconds,
+            "fixed_rate_seconds_per_round": args.rate_seconds,
+            "concurrency": 50,
+            "loadgen": f"ghz {loadgen.GHZ_VERSION}",
+        },
         rate=bench.rate,
         load_percent=args.load,
         memory=memory,

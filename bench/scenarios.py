@@ -25,7 +25,7 @@ class Scenario:
     args: tuple[str, ...] = ()  # extra `recaptcha-sidecar serve` arguments
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the sidecar
     uds: bool = False  # the load generator calls the sidecar's Unix socket
-    needs: tuple[str, ...] = ()  # features: redis, outbox, tracing, workers
+    needs: tuple[str, ...] = ()  # features (bench/features.py): redis, outbox, tracing
 
 
 _TRACING = {
@@ -96,14 +96,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "as assess-replay, replay store in Redis",
         args=_REDIS,
         needs=("redis",),
-    ),
-    Scenario(
-        "assess-miss-redis-2workers",
-        "sidecar",
-        "assess-miss",
-        "as assess-miss-redis, two worker processes sharing the port (SO_REUSEPORT)",
-        args=(*_REDIS, "--workers", "2"),
-        needs=("redis", "workers"),
     ),
     Scenario(
         "annotate-direct",
