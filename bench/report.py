@@ -204,6 +204,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {t['description']} | {sign} {t['bound']:g} | {_fmt(t['measured'], 3)} | {met} |"
         )
+    notes = [f"- {s['name']}: {note}" for s in result["scenarios"] for note in s["notes"]]
+    if result.get("otlp_exported"):
+        exported = result["otlp_exported"]
+        notes.append(f"- OTLP sink: {exported['calls']} exports, {exported['bytes']:,} bytes")
+    if notes:
+        lines += ["", "Notes:", *notes]
     floor = result["floor"]
     lines += [
         "",
@@ -260,6 +266,34 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+README_START = "<!-- bench-results:start -->"
+README_END = "<!-- bench-results:end -->"
+
+
+def readme_block(result: dict[str, Any], scenarios: list[tuple[str, str]]) -> str:
+    """The README's copy of the latest run: the table, the plot, what each row measures."""
+    described = "\n".join(f"- `{name}`: {what}" for name, what in scenarios)
+    return (
+        f"{README_START}\n"
+        + markdown(result)
+        + "\n![latency distribution and throughput per scenario](bench/results/latest.png)\n\n"
+        + "What each row measures:\n\n"
+        + described
+        + f"\n{README_END}"
+    )
+
+
+def update_readme(readme: Path, block: str) -> bool:
+    """Replace the marked block; False when the README has no markers."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + block + tail)
+    return True
 
 
 def write(result: dict[str, Any], directory: Path) -> list[Path]:

@@ -568,6 +568,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="run only these scenarios (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, reports)")
+    parser.add_argument(
+        "--no-readme",
+        dest="readme",
+        action="store_false",
+        help="leave README.md's copy of the results alone",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -580,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench.run(scenarios)
     finally:
         exported = bench.close()
+    for row in rows:
+        traced = "OTEL_TRACES_EXPORTER" in row.scenario.env
+        if traced and row.status == "ok" and not exported.get("bytes"):
+            row.notes.append("the OTLP sink received nothing: no tracing cost was measured")
     print("bench: memory store probe", flush=True)
     memory = memory_figures()
     about["load_average_at_end"] = list(os.getloadavg())
@@ -600,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds=time.monotonic() - started,
     )
     paths = report.write(result, args.out)
+    if args.readme and args.out.resolve() == RESULTS.resolve():
+        block = report.readme_block(result, [(s.name, s.what) for s in scenarios])
+        if report.update_readme(ROOT / "README.md", block):
+            paths.append(ROOT / "README.md")
     print(report.markdown(result))
     print("bench: wrote " + ", ".join(str(p) for p in paths), flush=True)
     return 0
