@@ -63,6 +63,8 @@ def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     mint.add_argument("--reason", action="append", default=[], help="classification reason")
     mint.add_argument("--label", action="append", default=[], help="account defender label")
     mint.add_argument("--age", type=float, default=0.0, help="seconds since the token was issued")
+    mint.add_argument("--android-package", help="token from this Android app (not a web page)")
+    mint.add_argument("--ios-bundle", help="token from this iOS app (not a web page)")
 
 
 def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,14 +144,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from sidecar.emulator import run_emulator
+    from sidecar.emulator import EmulatorBindError, run_emulator
 
     _configure_logging("INFO")
-    asyncio.run(
-        run_emulator(
-            args.listen or ["127.0.0.1:50052"], project_number=args.project_number, seed=args.seed
+    try:
+        asyncio.run(
+            run_emulator(
+                args.listen or ["127.0.0.1:50052"],
+                project_number=args.project_number,
+                seed=args.seed,
+            )
         )
-    )
+    except EmulatorBindError as error:
+        print(f"recaptcha-sidecar emulator: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -158,8 +166,8 @@ def _mint(args: argparse.Namespace) -> int:
 
     from sidecar.emulator import mint_token
 
-    print(
-        mint_token(
+    try:
+        token = mint_token(
             score=args.score,
             action=args.action,
             hostname=args.hostname,
@@ -168,8 +176,13 @@ def _mint(args: argparse.Namespace) -> int:
             invalid_reason=args.invalid_reason,
             reasons=tuple(args.reason),
             labels=tuple(args.label),
+            android_package_name=args.android_package,
+            ios_bundle_id=args.ios_bundle,
         )
-    )
+    except ValueError as error:
+        print(f"recaptcha-sidecar mint-token: {error}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
