@@ -25,9 +25,11 @@ from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 from sidecar.config import Settings
 from sidecar.core.annotate import DirectAnnotator
 from sidecar.core.verify import Verifier, VerifySettings
+from sidecar.policy_source import PolicySource
 from sidecar.replay import ReplayStore, open_replay_store
 from sidecar.servicer import VerificationServicer
 from sidecar.upstream.client import GoogleUpstream
+from sidecar.upstream.protected import protect_upstream
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,14 @@ class Sidecar:
     replay: ReplayStore
     upstream: GoogleUpstream
     closers: list[grpc.aio.Server] = field(default_factory=list)
+    policy: PolicySource | None = None
 
     async def stop(self, grace: float) -> None:
         """Health goes NOT_SERVING first so probes and balancers stop sending, then in-flight
         calls drain for `grace` seconds, then the connections behind them close."""
         await self.health.enter_graceful_shutdown()
+        if self.policy is not None:
+            await self.policy.close()
         await self.server.stop(grace)
         await self.upstream.close()
         await self.replay.close()
@@ -146,11 +151,17 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         api_key=settings.resolved_api_key(),
     )
     replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
-    policy = settings.policy
+    protected = protect_upstream(upstream, settings.account_id_protector())
+    policy_source = PolicySource(
+        settings.policy,
+        path=settings.config_file,
+        load=lambda: settings.reloaded().policy,
+        interval=settings.policy_reload_interval,
+    )
     verifier = Verifier(
-        upstream=upstream,
+        upstream=protected,
         replay=replay,
-        policy=lambda: policy,
+        policy=policy_source.current,
         settings=VerifySettings(
             default_site_key=settings.site_key,
             upstream_timeout=settings.upstream_timeout,
@@ -159,7 +170,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             replay_timeout=settings.replay_timeout,
         ),
     )
-    annotator = DirectAnnotator(upstream, settings.upstream_timeout)
+    annotator = DirectAnnotator(protected, settings.upstream_timeout)
 
     server = grpc.aio.server(options=server_options())
     sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(
@@ -179,9 +190,10 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             await closer.stop(0)
         raise
     await server.start()
+    await policy_source.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Sidecar(server, addresses, health_servicer, replay, upstream, closers)
+    return Sidecar(server, addresses, health_servicer, replay, upstream, closers, policy_source)
 
 
 async def run(settings: Settings, *, grace: float = 10.0) -> int:
@@ -193,6 +205,9 @@ async def run(settings: Settings, *, grace: float = 10.0) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if sidecar.policy is not None:
+        loop.add_signal_handler(signal.SIGHUP, sidecar.policy.request_reload)
+        log.info("policy %s in force", sidecar.policy.version)
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": grace})
     await sidecar.stop(grace)

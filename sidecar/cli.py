@@ -1,4 +1,5 @@
-"""The command line: `serve`, `emulator`, `mint-token`, `config`. Nothing else lives here."""
+"""The command line: `serve`, `emulator`, `mint-token`, `config`, `policy`, `account-id`.
+Nothing else lives here: each command's logic is in its own module."""
 
 from __future__ import annotations
 
@@ -66,6 +67,34 @@ def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     mint.add_argument("--ios-bundle", help="token from this iOS app (not a web page)")
 
 
+def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser("policy", help="check a policy, or replay assessments through it")
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = sub.add_parser("check", help="validate a file and print the effective rules per action")
+    check.add_argument("--config", type=Path, metavar="FILE", required=True)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    dry = sub.add_parser(
+        "dry-run", help="count what a policy would decide for recorded assessments (JSONL)"
+    )
+    dry.add_argument("--config", type=Path, metavar="FILE", required=True)
+    dry.add_argument("--input", type=Path, metavar="FILE", required=True, help="JSONL, or -")
+    dry.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _account_id_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    account = commands.add_parser("account-id", help="decrypt or protect account ids")
+    sub = account.add_subparsers(dest="account_id_command", required=True)
+    for name, text in (
+        ("decrypt", "decrypt ids that came back from Google (deterministic-encryption)"),
+        ("protect", "print what Google sees for an id"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("values", nargs="*", metavar="ID", help="default: one per stdin line")
+        command.add_argument("--config", type=Path, metavar="FILE", help="settings file")
+        command.add_argument("--key-file", type=Path, metavar="FILE", help="base64 key file")
+        command.add_argument("--mode", choices=["plain", "hmac-sha256", "deterministic-encryption"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recaptcha-sidecar",
@@ -75,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(commands)
     _emulator_parser(commands)
     commands.add_parser("config", help="print the settings reference (Markdown)")
+    _policy_parser(commands)
+    _account_id_parser(commands)
     return parser
 
 
@@ -170,4 +201,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emulator(args)
     if args.command == "mint-token":
         return _mint(args)
+    if args.command == "policy":
+        from sidecar import policy_tools
+
+        if args.policy_command == "check":
+            return policy_tools.policy_check(
+                args.config, as_json=args.json, out=sys.stdout, err=sys.stderr
+            )
+        return policy_tools.policy_dry_run(
+            args.config, args.input, as_json=args.json, out=sys.stdout, err=sys.stderr
+        )
+    if args.command == "account-id":
+        from sidecar.account_id_tools import account_id_command
+
+        return account_id_command(
+            args.account_id_command,
+            args.values,
+            config=args.config,
+            mode=args.mode,
+            key_file=args.key_file,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
     return _config()

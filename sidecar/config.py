@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +29,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from sidecar.core.accountid import KEY_ENV as ACCOUNT_ID_KEY_ENV
+from sidecar.core.accountid import AccountIdKeyError, AccountIdProtector, build_protector
 from sidecar.core.policy import Policy
 from sidecar.upstream.client import DEFAULT_ENDPOINT
 
@@ -108,6 +118,31 @@ class Settings(BaseSettings):
     policy: Policy = Field(
         default_factory=Policy, description="Decision rules; see the policy reference."
     )
+    policy_reload_interval: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Seconds between looks at the config file for a changed policy (a "
+        "mounted ConfigMap); 0: only on SIGHUP.",
+    )
+    account_id_protection: Literal["plain", "hmac-sha256", "deterministic-encryption"] = Field(
+        "plain",
+        description="What account_id becomes before it leaves the pod, in Assess and Annotate "
+        "alike: as given, HMAC-SHA256 under a secret salt, or AES-SIV (decryptable with "
+        "`recaptcha-sidecar account-id decrypt`).",
+    )
+    account_id_key_file: Path | None = Field(
+        None,
+        description="File holding the base64 key or salt for account_id_protection (a "
+        "mounted Secret); wins over account_id_key.",
+    )
+    account_id_key: SecretStr | None = Field(
+        None,
+        description="The base64 key or salt for account_id_protection; environment only, "
+        "refused in the config file.",
+    )
+
+    _source: tuple[Path | None, dict[str, Any]] = PrivateAttr(default=(None, {}))
 
     @classmethod
     def settings_customise_sources(
@@ -122,7 +157,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _config_file.get()
         if path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            sources.append(_ConfigFileSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
     @field_validator("listen", mode="before")
@@ -156,11 +191,40 @@ class Settings(BaseSettings):
             raise ValueError("project: required unless --emulator is given")
         return self
 
+    @property
+    def config_file(self) -> Path | None:
+        """The YAML file these settings were read from, if any (hot reload watches it)."""
+        return self._source[0]
+
+    def reloaded(self) -> Settings:
+        """Settings read again from the same file, environment and flags."""
+        return load_settings(self._source[0], **self._source[1])
+
+    def account_id_protector(self) -> AccountIdProtector:
+        """The configured protection, with its key read now; AccountIdKeyError if unusable."""
+        key = self.account_id_key.get_secret_value() if self.account_id_key else None
+        return build_protector(self.account_id_protection, self.account_id_key_file, key)
+
     def resolved_api_key(self) -> str | None:
         """The API key from its file (a mounted Secret) or the setting; never logged."""
         if self.api_key_file is not None:
             return self.api_key_file.read_text().strip() or None
         return self.api_key.get_secret_value() if self.api_key else None
+
+
+class _ConfigFileSource(YamlConfigSettingsSource):
+    """The YAML file, which may not hold secrets meant for the environment or a file."""
+
+    _FORBIDDEN = ("account_id_key",)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for key in self._FORBIDDEN:
+            if key in data:
+                raise ValueError(
+                    f"{key}: not read from the config file; use {key}_file or {ACCOUNT_ID_KEY_ENV}"
+                )
+        return data
 
 
 def _describe(error: ValidationError) -> str:
@@ -181,14 +245,27 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
-    except ValueError as error:  # YAML that does not parse, JSON env that does not parse
+    except ValueError as error:  # JSON env that does not parse
         raise ConfigError(f"invalid configuration:\n  {error}") from None
+    except yaml.YAMLError as error:  # a config file that is not YAML
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or "not YAML"
+        raise ConfigError(f"invalid configuration:\n  config: {problem}{where}") from None
     finally:
         _config_file.reset(token)
     if settings.api_key_file is not None and not settings.api_key_file.is_file():
         raise ConfigError(
             f"invalid configuration:\n  api_key_file: no such file {settings.api_key_file}"
         )
+    try:
+        settings.account_id_protector()
+    except AccountIdKeyError as error:
+        raise ConfigError(
+            f"invalid configuration:\n  account_id_protection {settings.account_id_protection}: "
+            f"{error}"
+        ) from None
+    settings._source = (config_file, overrides)
     return settings
 
 

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -148,7 +149,9 @@ class Verifier:
                 await self._remember(key, ReplayEntry(idem, decision))
             return decision
 
-        decision = decide(action_policy, request.expected_action, upstream, version)
+        decision = decide(
+            action_policy, request.expected_action, upstream, version, now=time.time()
+        )
         await self._remember(key, ReplayEntry(idem, decision))
         return decision
 
