@@ -24,6 +24,8 @@ CHART_MANAGED = {
     "tls_key_file": "listenerSecurity.tls.secretName",
     "tls_client_ca_file": "listenerSecurity.tls.clientAuth",
     "auth_token_file": "listenerSecurity.token.secretName",
+    "account_id_key": "accountId.existingSecret (never in clear in a ConfigMap)",
+    "account_id_key_file": "accountId.existingSecret",
 }
 
 
@@ -109,6 +111,8 @@ def schema() -> dict[str, Any]:
                         "apiKey": obj({"existingSecret": STRING, "key": STRING}),
                     }
                 ),
+                "rollOnConfigChange": BOOL,
+                "accountId": obj({"existingSecret": STRING, "key": STRING}),
                 "listenerSecurity": obj(
                     {
                         "tls": obj({"secretName": STRING, "clientAuth": BOOL}),

@@ -5,6 +5,7 @@ every config file they carry."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import shutil
@@ -64,7 +65,7 @@ def load_config(text: str, tmp_path: Path) -> Settings:
     for path in set(re.findall(r"/var/run/secrets/recaptcha-sidecar/[\w./-]+", text)):
         stand_in = secrets / path.removeprefix("/var/run/secrets/recaptcha-sidecar/")
         stand_in.parent.mkdir(parents=True, exist_ok=True)
-        stand_in.write_text("stand-in")
+        stand_in.write_text(base64.b64encode(bytes(range(32))).decode())  # a usable key
     file = tmp_path / "config.yaml"
     file.write_text(text.replace("/var/run/secrets/recaptcha-sidecar", str(secrets)))
     return load_settings(file)

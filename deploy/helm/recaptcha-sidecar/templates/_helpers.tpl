@@ -90,6 +90,9 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- if .Values.listenerSecurity.token.secretName }}
 {{- $_ = set $config "auth_token_file" "/var/run/secrets/recaptcha-sidecar/token/token" }}
 {{- end }}
+{{- if .Values.accountId.existingSecret }}
+{{- $_ = set $config "account_id_key_file" "/var/run/secrets/recaptcha-sidecar/account-id/key" }}
+{{- end }}
 {{- toPrettyJson $config }}
 {{- end }}
 
@@ -193,6 +196,11 @@ Call it with this chart's context; from a parent chart that has this chart as a 
       mountPath: /var/run/secrets/recaptcha-sidecar/token
       readOnly: true
     {{- end }}
+    {{- if .Values.accountId.existingSecret }}
+    - name: recaptcha-account-id
+      mountPath: /var/run/secrets/recaptcha-sidecar/account-id
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -236,6 +244,15 @@ INJECTION, part 2: the pod's volumes for the sidecar (items of spec.volumes).
     items:
       - key: {{ $.Values.listenerSecurity.token.key }}
         path: token
+{{- end }}
+{{- with .Values.accountId.existingSecret }}
+- name: recaptcha-account-id
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.accountId.key }}
+        path: key
 {{- end }}
 {{- end }}
 
