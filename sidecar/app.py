@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,12 @@ from sidecar.core.annotate import DirectAnnotator
 from sidecar.core.verify import Verifier, VerifySettings
 from sidecar.policy_source import PolicySource
 from sidecar.replay import ReplayStore, open_replay_store
+from sidecar.security import (
+    SecurityError,
+    apply_socket_mode,
+    is_exposed,
+    listener_security,
+)
 from sidecar.servicer import VerificationServicer
 from sidecar.upstream.client import GoogleUpstream
 from sidecar.upstream.protected import protect_upstream
@@ -52,6 +59,9 @@ class Sidecar:
     upstream: GoogleUpstream
     closers: list[grpc.aio.Server] = field(default_factory=list)
     policy: PolicySource | None = None
+    # Servers of the exposed listeners and of health_listen, drained alongside `server`.
+    listeners: list[grpc.aio.Server] = field(default_factory=list)
+    health_address: str | None = None
 
     async def stop(self, grace: float) -> None:
         """Health goes NOT_SERVING first so probes and balancers stop sending, then in-flight
@@ -59,7 +69,7 @@ class Sidecar:
         await self.health.enter_graceful_shutdown()
         if self.policy is not None:
             await self.policy.close()
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace), *(s.stop(grace) for s in self.listeners))
         await self.upstream.close()
         await self.replay.close()
         for server in self.closers:
@@ -97,19 +107,29 @@ def _clear_stale_socket(address: str) -> None:
     raise ListenError(f"cannot listen on {address}: another process is serving there")
 
 
-def bind(server: grpc.aio.Server, addresses: list[str]) -> list[str]:
+def bind(
+    server: grpc.aio.Server,
+    addresses: list[str],
+    credentials: grpc.ServerCredentials | None = None,
+    socket_mode: str | None = None,
+) -> list[str]:
     """Bind every address or refuse to start; returns them with the real port filled in."""
     bound = []
     for address in addresses:
         if address.startswith("unix:"):
             _clear_stale_socket(address)
         try:
-            port = server.add_insecure_port(address)
+            if credentials is not None:
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError:
             port = 0
         if address.startswith("unix:"):
             if port == 0 and not os.path.exists(_socket_path(address)):
                 raise ListenError(f"cannot listen on {address}")
+            if socket_mode is not None:
+                apply_socket_mode(address, socket_mode)
             bound.append(address)
             continue
         if port == 0:
@@ -172,34 +192,103 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     annotator = DirectAnnotator(protected, settings.upstream_timeout)
 
-    server = grpc.aio.server(options=server_options())
-    sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(verifier, annotator), server
-    )
+    servicer = VerificationServicer(verifier, annotator)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+
+    def add_services(target: grpc.aio.Server) -> grpc.aio.Server:
+        sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(servicer, target)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, target)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), target
+        )
+        return target
+
+    server = add_services(grpc.aio.server(options=server_options()))
+    listeners: list[grpc.aio.Server] = []
     try:
-        addresses = bind(server, list(settings.listen))
+        addresses = _bind_listeners(settings, server, add_services, listeners)
+        health_address = _bind_health(settings, health_servicer, listeners)
     except ListenError:
-        await server.stop(None)
+        for target in (server, *listeners):
+            await target.stop(None)
         await upstream.close()
         for closer in closers:
             await closer.stop(0)
         raise
-    await server.start()
+    for target in (server, *listeners):
+        await target.start()
     await policy_source.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Sidecar(server, addresses, health_servicer, replay, upstream, closers, policy_source)
+    return Sidecar(
+        server,
+        addresses,
+        health_servicer,
+        replay,
+        upstream,
+        closers,
+        policy_source,
+        listeners=listeners,
+        health_address=health_address,
+    )
+
+
+def _bind_listeners(
+    settings: Settings,
+    local: grpc.aio.Server,
+    add_services: Callable[[grpc.aio.Server], grpc.aio.Server],
+    listeners: list[grpc.aio.Server],
+) -> list[str]:
+    """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
+    pod go on a server of their own, with TLS and/or the token check (see sidecar.security),
+    so the check applies per listener; it is appended to `listeners`. Returns the bound
+    addresses in the order configured."""
+    exposed: grpc.aio.Server | None = None
+    credentials = None
+    bound = []
+    for address in settings.listen:
+        if not is_exposed(address, secure_loopback=settings.secure_loopback):
+            bound += bind(local, [address], None, settings.socket_mode)
+            continue
+        if exposed is None:
+            try:
+                security = listener_security(
+                    tls_cert_file=settings.tls_cert_file,
+                    tls_key_file=settings.tls_key_file,
+                    tls_client_ca_file=settings.tls_client_ca_file,
+                    auth_token_file=settings.auth_token_file,
+                )
+            except SecurityError as error:
+                raise ListenError(str(error)) from None
+            credentials = security.credentials
+            exposed = add_services(
+                grpc.aio.server(options=server_options(), interceptors=security.interceptors)
+            )
+            listeners.append(exposed)
+            log.info("exposed listeners secured", extra={"security": security.describe})
+        bound += bind(exposed, [address], credentials)
+    return bound
+
+
+def _bind_health(
+    settings: Settings, servicer: health.aio.HealthServicer, listeners: list[grpc.aio.Server]
+) -> str | None:
+    """health_listen: a server with only the Health service, for kubelet's gRPC probes, which
+    speak neither TLS nor tokens. It shares the servicer, so it flips NOT_SERVING with the rest."""
+    if settings.health_listen is None:
+        return None
+    probe = grpc.aio.server(options=server_options())
+    listeners.append(probe)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]
 
 
 async def run(settings: Settings, *, grace: float = 10.0) -> int:
     """Serve until SIGTERM or SIGINT, then shut down in order; the exit code."""
     sidecar = await start_sidecar(settings)
     log.info("serving", extra={"addresses": sidecar.addresses, "emulator": settings.emulator})
+    if sidecar.health_address:
+        print("recaptcha-sidecar health on " + sidecar.health_address, flush=True)
     print("recaptcha-sidecar serving on " + " ".join(sidecar.addresses), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -41,6 +41,33 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     serve.add_argument("--replay-store", metavar="URL", help="memory:// or redis://host:port/db")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _security_flags(serve)
+
+
+def _security_flags(serve: argparse.ArgumentParser) -> None:
+    """Listener security (sidecar.security) and the kubelet probe listener."""
+    serve.add_argument(
+        "--health-listen", metavar="ADDR", help="health-only listener for kubelet probes"
+    )
+    serve.add_argument("--tls-cert-file", type=Path, help="PEM server certificate (chain)")
+    serve.add_argument("--tls-key-file", type=Path, help="PEM private key")
+    serve.add_argument(
+        "--tls-client-ca-file", type=Path, help="PEM CA bundle; require client certs (mTLS)"
+    )
+    serve.add_argument("--auth-token-file", type=Path, help="file holding the bearer token")
+    serve.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback listener without TLS or a token",
+    )
+    serve.add_argument(
+        "--secure-loopback",
+        action="store_true",
+        default=None,
+        help="secure loopback TCP listeners too (hostNetwork pods)",
+    )
+    serve.add_argument("--socket-mode", metavar="MODE", help="Unix socket permissions, e.g. 0660")
 
 
 def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -131,6 +158,14 @@ def _serve(args: argparse.Namespace) -> int:
             emulator=args.emulator,
             replay_store=args.replay_store,
             log_level=args.log_level,
+            health_listen=args.health_listen,
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            tls_client_ca_file=args.tls_client_ca_file,
+            auth_token_file=args.auth_token_file,
+            insecure_listen=args.insecure_listen,
+            secure_loopback=args.secure_loopback,
+            socket_mode=args.socket_mode,
         )
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)

@@ -29,6 +29,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from sidecar import security
 from sidecar.core.accountid import KEY_ENV as ACCOUNT_ID_KEY_ENV
 from sidecar.core.accountid import AccountIdKeyError, AccountIdProtector, build_protector
 from sidecar.core.policy import Policy
@@ -115,6 +116,40 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest log level written."
     )
+    health_listen: str | None = Field(
+        None,
+        description="Extra address serving only `grpc.health.v1.Health`, in the clear and "
+        "without auth, for kubelet gRPC probes (e.g. `0.0.0.0:8086`). Off when unset.",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM server certificate (chain) for listeners reachable from outside the "
+        "pod; with tls_key_file. Re-read when the file changes.",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle: when set, exposed listeners require a client certificate "
+        "that chains to it (mTLS).",
+    )
+    auth_token_file: Path | None = Field(
+        None,
+        description="File holding the bearer token (16+ characters) that calls on exposed "
+        "listeners must send as `authorization: Bearer …`. Re-read when the file changes.",
+    )
+    insecure_listen: bool = Field(
+        False,
+        description="Allow a listener reachable from outside the pod without TLS or a token.",
+    )
+    secure_loopback: bool = Field(
+        False,
+        description="Treat loopback TCP listeners as exposed too (hostNetwork pods share "
+        "loopback with the node). Unix sockets stay guarded by socket_mode.",
+    )
+    socket_mode: str = Field(
+        "0660",
+        description="Permission bits of Unix socket files, octal (quote it in YAML).",
+    )
     policy: Policy = Field(
         default_factory=Policy, description="Decision rules; see the policy reference."
     )
@@ -178,6 +213,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address!r}: expected host:port or unix:///path")
         return value
 
+    @field_validator("health_listen", mode="before")
+    @classmethod
+    def _health_listen_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("health_listen")
+    @classmethod
+    def _health_listen_syntax(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("unix:"):
+            if not value.removeprefix("unix://").removeprefix("unix:"):
+                raise ValueError(f"{value!r}: a Unix socket needs a path")
+        elif not _HOST_PORT.fullmatch(value):
+            raise ValueError(f"{value!r}: expected host:port or unix:///path")
+        return value
+
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _socket_mode(cls, value: Any) -> str:
+        return security.parse_socket_mode(value)
+
     @field_validator("replay_store")
     @classmethod
     def _replay_scheme(cls, value: str) -> str:
@@ -189,6 +246,26 @@ class Settings(BaseSettings):
     def _needs_project(self) -> Settings:
         if not self.emulator and not self.project:
             raise ValueError("project: required unless --emulator is given")
+        return self
+
+    @model_validator(mode="after")
+    def _listener_security(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file: mTLS needs tls_cert_file and tls_key_file")
+        health = self.health_listen
+        if health is not None and not health.endswith(":0") and health in self.listen:
+            raise ValueError("health_listen: must differ from every listen address")
+        problem = security.listen_problem(
+            self.listen,
+            secure_loopback=self.secure_loopback,
+            tls=self.tls_cert_file is not None,
+            token=self.auth_token_file is not None,
+            insecure_listen=self.insecure_listen,
+        )
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
@@ -258,6 +335,10 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         raise ConfigError(
             f"invalid configuration:\n  api_key_file: no such file {settings.api_key_file}"
         )
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_token_file"):
+        path = getattr(settings, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"invalid configuration:\n  {key}: no such file {path}")
     try:
         settings.account_id_protector()
     except AccountIdKeyError as error:
