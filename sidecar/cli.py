@@ -40,6 +40,7 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     serve.add_argument("--replay-store", metavar="URL", help="memory:// or redis://host:port/db")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--outbox", type=Path, metavar="PATH", help="SQLite annotation outbox")
 
 
 def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,6 +85,7 @@ def _configure_logging(level: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import ListenError, run
+    from sidecar.outbox import OutboxLocked
 
     try:
         settings = load_settings(
@@ -98,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
             emulator=args.emulator,
             replay_store=args.replay_store,
             log_level=args.log_level,
+            outbox=args.outbox,
         )
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
@@ -105,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level)
     try:
         return asyncio.run(run(settings))
-    except ListenError as error:
+    except (ListenError, OutboxLocked) as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 1
 
