@@ -154,7 +154,8 @@ def retry_info_delay(details: bytes) -> float | None:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
-            return max(0.0, info.retry_delay.ToTimedelta().total_seconds())
+            delay: float = info.retry_delay.ToTimedelta().total_seconds()
+            return max(0.0, delay)
     return None
 
 

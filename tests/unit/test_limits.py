@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -59,10 +60,8 @@ async def test_slot_handed_over_while_its_waiter_is_cancelled_is_passed_on() -> 
     await asyncio.sleep(0)
     held.release()  # hands the slot to the waiter…
     waiter.cancel()  # …which is cancelled before it runs: it passes the slot on, or keeps it
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         (await waiter).release()
-    except asyncio.CancelledError:
-        pass
     assert limiter.in_flight() == 0
     (await limiter.acquire(0.0)).release()
 
