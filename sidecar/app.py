@@ -47,6 +47,7 @@ EMULATOR_PROJECT = "emulator"
 # policy's business, and restarting or unrouting the pod would not cure it.
 UPSTREAM_HEALTH = "upstream"
 HEALTH_POLL_SECONDS = 0.5
+PENDING_REQUESTS = 4096
 
 
 class ListenError(Exception):
@@ -150,12 +151,17 @@ def bind(server: grpc.aio.Server, addresses: list[str]) -> list[str]:
 
 
 def server_options() -> list[tuple[str, int]]:
-    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it."""
+    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it;
+    a larger pending-call bound, so that overload is answered by the admission limiter."""
     return [
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", 1024 * 1024),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # gRPC core cancels calls (CANCELLED) beyond 1,000 not yet handed to the application;
+        # let more through so that the admission limiter answers a burst with a clear
+        # RESOURCE_EXHAUSTED. Past this, gRPC's own bound still protects memory.
+        ("grpc.server.max_pending_requests", PENDING_REQUESTS),
     ]
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # dead letter. Anything else says nothing about the row and is retried for as long as it takes.
 ROW_REJECTIONS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
 BREAKER_PAUSE = 1.0  # seconds before a row refused by our own breaker is tried again
+DRAIN_PAUSE = 0.1  # seconds between passes over the queue at shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +197,9 @@ class Flusher:
         return Delivery.DELIVERED
 
     async def stop(self, timeout: float) -> int:
-        """Stop the loop, then one pass over every queued row for at most `timeout`
-        seconds; how many rows are left queued (they stay in the file for the next start)."""
+        """Stop the loop, then pass over every queued row, whatever its schedule, until the
+        queue is empty or `timeout` seconds are spent; how many rows are left (they stay in
+        the file for the next start)."""
         self._stopping = True
         self._outbox.kick()
         deadline = time.monotonic() + max(0.0, timeout)
@@ -209,6 +211,7 @@ class Flusher:
         after_id = 0
         while time.monotonic() < deadline and self._outbox.depth():
             leased, after_id = await self._flush_once(deadline=deadline, after_id=after_id)
-            if not leased:
-                break
+            if not leased:  # a pass is over; rows that failed get another while time lasts
+                after_id = 0
+                await asyncio.sleep(min(DRAIN_PAUSE, max(0.0, deadline - time.monotonic())))
         return self._outbox.depth()
