@@ -191,7 +191,12 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
     policy = settings.policy
-    assess_limiter = AdmissionLimiter(settings.max_in_flight, settings.max_queued, name="assess")
+    assess_limiter = AdmissionLimiter(
+        settings.max_in_flight,
+        settings.max_queued,
+        max_wait=settings.upstream_timeout,
+        name="assess",
+    )
     verifier = Verifier(
         upstream=upstream,
         replay=replay,
@@ -235,7 +240,10 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             deadline_margin=settings.deadline_margin,
         )
     annotate_limiter = AdmissionLimiter(
-        settings.max_in_flight, settings.max_queued, name="annotate"
+        settings.max_in_flight,
+        settings.max_queued,
+        max_wait=settings.upstream_timeout,
+        name="annotate",
     )
     annotator = LimitedAnnotator(annotator, annotate_limiter)
 

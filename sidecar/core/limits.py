@@ -41,12 +41,21 @@ class Slot:
 
 
 class AdmissionLimiter:
-    """At most `max_in_flight` admitted at once and `max_queued` waiting; FIFO."""
+    """At most `max_in_flight` admitted at once and `max_queued` waiting, FIFO, none of them
+    longer than `max_wait` seconds (nor than its own deadline)."""
 
-    def __init__(self, max_in_flight: int, max_queued: int, *, name: str = "") -> None:
+    def __init__(
+        self,
+        max_in_flight: int,
+        max_queued: int,
+        *,
+        max_wait: float | None = None,
+        name: str = "",
+    ) -> None:
         if max_in_flight < 1 or max_queued < 0:
             raise ValueError("max_in_flight >= 1 and max_queued >= 0")
         self.name = name
+        self.max_wait = max_wait
         self.max_in_flight = max_in_flight
         self.max_queued = max_queued
         self._in_flight = 0
@@ -63,6 +72,8 @@ class AdmissionLimiter:
     async def acquire(self, timeout: float | None = None) -> Slot:
         """A slot, after waiting at most `timeout` seconds; `Overloaded` when the queue is
         full or the wait would outlast the caller's deadline."""
+        if self.max_wait is not None:
+            timeout = self.max_wait if timeout is None else min(timeout, self.max_wait)
         if self._in_flight < self.max_in_flight and not self._waiters:
             self._in_flight += 1
             self.admitted_total += 1

@@ -129,7 +129,25 @@ class Flusher:
         rows = await self._outbox.lease_due(self._settings.batch_size, after_id=after_id)
         if not rows:
             return 0, after_id or 0
-        results = await asyncio.gather(*(self._send(row, deadline) for row in rows))
+        try:
+            results = await asyncio.gather(*(self._send(row, deadline) for row in rows))
+            delivered, retries, dead, cut = self._sort(rows, results)
+            await self._outbox.settle(delivered, retries, dead)
+        except BaseException:
+            self._outbox.release_soon([row.id for row in rows])  # due again, never stuck
+            raise
+        self._outbox.release_soon(cut)
+        self.delivered_total += len(delivered)
+        self.failed_total += len(retries) + len(dead)
+        if dead:
+            self.dead_lettered_total += len(dead)
+            log.warning("annotations moved to the dead letter", extra={"count": len(dead)})
+        return len(rows), rows[-1].id
+
+    @staticmethod
+    def _sort(
+        rows: list[Row], results: list[Judgement | None]
+    ) -> tuple[list[int], list[Retry], list[tuple[int, str]], list[int]]:
         delivered, retries, dead, cut = [], [], [], []
         for row, judgement in zip(rows, results, strict=True):
             if judgement is None:
@@ -140,14 +158,7 @@ class Flusher:
                 retries.append(judgement.retry)
             else:
                 dead.append((row.id, judgement.dead))
-        self._outbox.release_soon(cut)
-        await self._outbox.settle(delivered, retries, dead)
-        self.delivered_total += len(delivered)
-        self.failed_total += len(retries) + len(dead)
-        if dead:
-            self.dead_lettered_total += len(dead)
-            log.warning("annotations moved to the dead letter", extra={"count": len(dead)})
-        return len(rows), rows[-1].id
+        return delivered, retries, dead, cut
 
     async def _send(self, row: Row, deadline: float | None) -> Judgement | None:
         """One row upstream; None when time ran out before it could be sent."""
