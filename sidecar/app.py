@@ -27,6 +27,7 @@ from sidecar.config import Settings
 from sidecar.core.annotate import Annotator, DirectAnnotator
 from sidecar.core.limits import AdmissionLimiter, LimitedAnnotator
 from sidecar.core.verify import Verifier, VerifySettings
+from sidecar.drain import DrainGate
 from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxAnnotator
 from sidecar.replay import ReplayStore, open_replay_store
 from sidecar.servicer import VerificationServicer
@@ -69,6 +70,7 @@ class Sidecar:
     assess_limiter: AdmissionLimiter | None = None
     annotate_limiter: AdmissionLimiter | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    gate: DrainGate | None = None
     stopped: bool = False
 
     async def stop(self, grace: float) -> None:
@@ -81,7 +83,10 @@ class Sidecar:
         self.stopped = True
         started = time.monotonic()
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if self.gate is not None:
+            self.gate.close()  # new calls: UNAVAILABLE; running calls go on
+            await self.gate.wait_idle(grace)
+        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -247,7 +252,8 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     annotator = LimitedAnnotator(annotator, annotate_limiter)
 
-    server = grpc.aio.server(options=server_options())
+    gate = DrainGate((SERVICE_NAME,))
+    server = grpc.aio.server(options=server_options(), interceptors=[gate])
     sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(
         VerificationServicer(verifier, annotator), server
     )
@@ -284,6 +290,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         assess_limiter=assess_limiter,
         annotate_limiter=annotate_limiter,
         tasks=[watcher],
+        gate=gate,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
@@ -16,6 +17,7 @@ from sidecar.emulator import mint_token
 from tests.support.fleet import (
     control,
     eventually,
+    health_status,
     settings_env,
     sidecar_stubs,
     start_emulator,
@@ -81,6 +83,8 @@ async def test_sigterm_drains_in_flight_refuses_new_and_exits_zero(tmp_path: Pat
                 finally:
                     await channel.close()
             still_running = sum(not call.done() for call in in_flight)
+            async with sidecar_stubs(address) as (_, health):  # probes read the drain
+                draining_health = await health_status(health, "")
             try:  # the old connection, too
                 await stub.Assess(pb.AssessRequest(token=""), timeout=2)
             except grpc.aio.AioRpcError as error:
@@ -95,6 +99,7 @@ async def test_sigterm_drains_in_flight_refuses_new_and_exits_zero(tmp_path: Pat
 
     assert refused == [grpc.StatusCode.UNAVAILABLE] * 2, refused
     assert still_running > 0, "new calls were refused while old ones were still running"
+    assert draining_health == health_pb2.HealthCheckResponse.NOT_SERVING
     assert all(a.token_status == pb.TOKEN_STATUS_VALID for a in answers)
     assert code == 0, sidecar.output()[-2000:]
     assert set(names) <= set(stats["annotated_names"]), "the outbox was flushed on the way out"
