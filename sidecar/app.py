@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,11 @@ from grpc_reflection.v1alpha import reflection
 from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 
 from sidecar.config import Settings
-from sidecar.core.annotate import DirectAnnotator
+from sidecar.core.annotate import Annotator, DirectAnnotator
+from sidecar.core.limits import AdmissionLimiter, LimitedAnnotator
 from sidecar.core.verify import Verifier, VerifySettings
+from sidecar.drain import DrainGate
+from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxAnnotator
 from sidecar.policy_source import PolicySource
 from sidecar.replay import ReplayStore, open_replay_store
 from sidecar.security import (
@@ -37,11 +41,23 @@ from sidecar.security import (
 from sidecar.servicer import VerificationServicer
 from sidecar.upstream.client import GoogleUpstream
 from sidecar.upstream.protected import protect_upstream
+from sidecar.upstream.resilience import (
+    BreakerSettings,
+    BudgetSettings,
+    ResilientUpstream,
+    RetrySettings,
+)
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = sidecar_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name
 EMULATOR_PROJECT = "emulator"
+# A health entry of its own: NOT_SERVING while the breaker is open or quota / credential
+# errors are recent. The overall entry stays SERVING: Google's outage is the failure
+# policy's business, and restarting or unrouting the pod would not cure it.
+UPSTREAM_HEALTH = "upstream"
+HEALTH_POLL_SECONDS = 0.5
+PENDING_REQUESTS = 4096
 
 
 class ListenError(Exception):
@@ -56,20 +72,46 @@ class Sidecar:
     addresses: list[str]
     health: health.aio.HealthServicer
     replay: ReplayStore
-    upstream: GoogleUpstream
+    upstream: ResilientUpstream
     closers: list[grpc.aio.Server] = field(default_factory=list)
+    outbox: Outbox | None = None
+    flusher: Flusher | None = None
+    assess_limiter: AdmissionLimiter | None = None
+    annotate_limiter: AdmissionLimiter | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    gate: DrainGate | None = None
     policy: PolicySource | None = None
     # Servers of the exposed listeners and of health_listen, drained alongside `server`.
     listeners: list[grpc.aio.Server] = field(default_factory=list)
     health_address: str | None = None
+    stopped: bool = False
 
     async def stop(self, grace: float) -> None:
-        """Health goes NOT_SERVING first so probes and balancers stop sending, then in-flight
-        calls drain for `grace` seconds, then the connections behind them close."""
+        """Health goes NOT_SERVING first so probes and balancers stop sending, then new calls
+        are refused and in-flight calls drain for up to `grace` seconds, then the outbox gets
+        what is left of `grace` to deliver its rows, then the connections close. Stopping
+        twice is harmless."""
+        if self.stopped:
+            return
+        self.stopped = True
+        started = time.monotonic()
         await self.health.enter_graceful_shutdown()
         if self.policy is not None:
             await self.policy.close()
-        await asyncio.gather(self.server.stop(grace), *(s.stop(grace) for s in self.listeners))
+        if self.gate is not None:
+            self.gate.close()  # new calls: UNAVAILABLE; running calls go on
+            await self.gate.wait_idle(grace)
+        left = max(0.0, grace - (time.monotonic() - started))
+        await asyncio.gather(self.server.stop(left), *(s.stop(left) for s in self.listeners))
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.flusher is not None:
+            left = await self.flusher.stop(grace - (time.monotonic() - started))
+            if left:
+                log.warning("outbox keeps annotations for the next start", extra={"depth": left})
+        if self.outbox is not None:
+            await self.outbox.close()
         await self.upstream.close()
         await self.replay.close()
         for server in self.closers:
@@ -140,12 +182,17 @@ def bind(
 
 
 def server_options() -> list[tuple[str, int]]:
-    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it."""
+    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it;
+    a larger pending-call bound, so that overload is answered by the admission limiter."""
     return [
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", 1024 * 1024),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # gRPC core cancels calls (CANCELLED) beyond 1,000 not yet handed to the application;
+        # let more through so that the admission limiter answers a burst with a clear
+        # RESOURCE_EXHAUSTED. Past this, gRPC's own bound still protects memory.
+        ("grpc.server.max_pending_requests", PENDING_REQUESTS),
     ]
 
 
@@ -164,11 +211,14 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         closers.append(emulator_server)
         endpoint, plaintext, project = f"127.0.0.1:{ports[0]}", True, project or EMULATOR_PROJECT
 
-    upstream = GoogleUpstream(
-        project=project,
-        endpoint=endpoint,
-        plaintext=plaintext,
-        api_key=settings.resolved_api_key(),
+    upstream = resilient_upstream(
+        GoogleUpstream(
+            project=project,
+            endpoint=endpoint,
+            plaintext=plaintext,
+            api_key=settings.resolved_api_key(),
+        ),
+        settings,
     )
     replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
     protected = protect_upstream(upstream, settings.account_id_protector())
@@ -177,6 +227,12 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         path=settings.config_file,
         load=lambda: settings.reloaded().policy,
         interval=settings.policy_reload_interval,
+    )
+    assess_limiter = AdmissionLimiter(
+        settings.max_in_flight,
+        settings.max_queued,
+        max_wait=settings.upstream_timeout,
+        name="assess",
     )
     verifier = Verifier(
         upstream=protected,
@@ -189,9 +245,46 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             replay_ttl=settings.replay_ttl,
             replay_timeout=settings.replay_timeout,
         ),
+        limiter=assess_limiter,
     )
-    annotator = DirectAnnotator(protected, settings.upstream_timeout)
+    outbox, flusher = None, None
+    annotator: Annotator = DirectAnnotator(protected, settings.upstream_timeout)
+    if settings.outbox is not None:
+        try:
+            outbox = await Outbox.open(settings.outbox, max_items=settings.outbox_max_items)
+        except BaseException:
+            await upstream.close()
+            for closer in closers:
+                await closer.stop(0)
+            raise
+        flusher = Flusher(
+            outbox,
+            protected,
+            FlushSettings(
+                batch_size=settings.outbox_batch_size,
+                flush_interval=settings.outbox_flush_interval,
+                concurrency=settings.outbox_concurrency,
+                max_attempts=settings.outbox_max_attempts,
+                send_timeout=settings.upstream_timeout,
+                max_backoff=settings.outbox_max_backoff,
+            ),
+        )
+        annotator = OutboxAnnotator(
+            outbox,
+            flusher,
+            wait_for_upstream=settings.outbox_wait_for_upstream,
+            upstream_timeout=settings.upstream_timeout,
+            deadline_margin=settings.deadline_margin,
+        )
+    annotate_limiter = AdmissionLimiter(
+        settings.max_in_flight,
+        settings.max_queued,
+        max_wait=settings.upstream_timeout,
+        name="annotate",
+    )
+    annotator = LimitedAnnotator(annotator, annotate_limiter)
 
+    gate = DrainGate((SERVICE_NAME,))
     servicer = VerificationServicer(verifier, annotator)
     health_servicer = health.aio.HealthServicer()
 
@@ -203,23 +296,29 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         )
         return target
 
-    server = add_services(grpc.aio.server(options=server_options()))
+    server = add_services(grpc.aio.server(options=server_options(), interceptors=[gate]))
     listeners: list[grpc.aio.Server] = []
     try:
-        addresses = _bind_listeners(settings, server, add_services, listeners)
+        addresses = _bind_listeners(settings, server, add_services, listeners, gate)
         health_address = _bind_health(settings, health_servicer, listeners)
     except ListenError:
         for target in (server, *listeners):
             await target.stop(None)
         await upstream.close()
+        await replay.close()
+        if outbox is not None:
+            await outbox.close()
         for closer in closers:
             await closer.stop(0)
         raise
     for target in (server, *listeners):
         await target.start()
     await policy_source.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, UPSTREAM_HEALTH):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if flusher is not None:
+        flusher.start()
+    watcher = asyncio.create_task(_watch_upstream(health_servicer, upstream))
     return Sidecar(
         server,
         addresses,
@@ -227,7 +326,13 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         replay,
         upstream,
         closers,
-        policy_source,
+        outbox=outbox,
+        flusher=flusher,
+        assess_limiter=assess_limiter,
+        annotate_limiter=annotate_limiter,
+        tasks=[watcher],
+        gate=gate,
+        policy=policy_source,
         listeners=listeners,
         health_address=health_address,
     )
@@ -238,6 +343,7 @@ def _bind_listeners(
     local: grpc.aio.Server,
     add_services: Callable[[grpc.aio.Server], grpc.aio.Server],
     listeners: list[grpc.aio.Server],
+    gate: grpc.aio.ServerInterceptor,
 ) -> list[str]:
     """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
     pod go on a server of their own, with TLS and/or the token check (see sidecar.security),
@@ -262,7 +368,9 @@ def _bind_listeners(
                 raise ListenError(str(error)) from None
             credentials = security.credentials
             exposed = add_services(
-                grpc.aio.server(options=server_options(), interceptors=security.interceptors)
+                grpc.aio.server(
+                    options=server_options(), interceptors=[gate, *security.interceptors]
+                )
             )
             listeners.append(exposed)
             log.info("exposed listeners secured", extra={"security": security.describe})
@@ -283,8 +391,53 @@ def _bind_health(
     return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]
 
 
-async def run(settings: Settings, *, grace: float = 10.0) -> int:
+def resilient_upstream(inner: GoogleUpstream, settings: Settings) -> ResilientUpstream:
+    """Deadlines, retries, budget and breaker around the Google client, from the settings."""
+    return ResilientUpstream(
+        inner,
+        retry=RetrySettings(
+            max_attempts=settings.retry_max_attempts,
+            initial_backoff=settings.retry_initial_backoff,
+            max_backoff=settings.retry_max_backoff,
+            multiplier=settings.retry_backoff_multiplier,
+        ),
+        budget=BudgetSettings(
+            ratio=settings.retry_budget_ratio,
+            min_per_second=settings.retry_budget_min_per_second,
+        ),
+        breaker=BreakerSettings(
+            failure_ratio=settings.breaker_failure_ratio,
+            min_calls=settings.breaker_min_calls,
+            window=settings.breaker_window,
+            cooldown=settings.breaker_cooldown,
+        ),
+    )
+
+
+async def _watch_upstream(
+    health_servicer: health.aio.HealthServicer, upstream: ResilientUpstream
+) -> None:
+    """Mirror the upstream's state into the `upstream` health entry, logging each change."""
+    serving_now = True
+    while True:
+        await asyncio.sleep(HEALTH_POLL_SECONDS)
+        serving, reason = upstream.health()
+        if serving == serving_now:
+            continue
+        serving_now = serving
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not serving:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+            log.warning("upstream unhealthy", extra={"reason": reason})
+        else:
+            log.info("upstream healthy again")
+        await health_servicer.set(UPSTREAM_HEALTH, status)
+
+
+async def run(settings: Settings, *, grace: float | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then shut down in order; the exit code."""
+    if grace is None:
+        grace = settings.shutdown_grace
     sidecar = await start_sidecar(settings)
     log.info("serving", extra={"addresses": sidecar.addresses, "emulator": settings.emulator})
     if sidecar.health_address:

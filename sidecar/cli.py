@@ -41,6 +41,7 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     serve.add_argument("--replay-store", metavar="URL", help="memory:// or redis://host:port/db")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--outbox", type=Path, metavar="PATH", help="SQLite annotation outbox")
     _security_flags(serve)
 
 
@@ -144,6 +145,7 @@ def _configure_logging(level: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import ListenError, run
+    from sidecar.outbox import OutboxLocked
 
     try:
         settings = load_settings(
@@ -166,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
             insecure_listen=args.insecure_listen,
             secure_loopback=args.secure_loopback,
             socket_mode=args.socket_mode,
+            outbox=args.outbox,
         )
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
@@ -173,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level)
     try:
         return asyncio.run(run(settings))
-    except ListenError as error:
+    except (ListenError, OutboxLocked) as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 1
 

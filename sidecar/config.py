@@ -113,6 +113,86 @@ class Settings(BaseSettings):
     replay_timeout: float = Field(
         0.25, gt=0, le=10, description="Longest wait for the replay store, in seconds."
     )
+    retry_max_attempts: int = Field(
+        3, ge=1, le=10, description="Most attempts per upstream call, the first included."
+    )
+    retry_initial_backoff: float = Field(
+        0.05, gt=0, le=10, description="Back-off ceiling before the first retry, in seconds."
+    )
+    retry_max_backoff: float = Field(
+        1.0, gt=0, le=60, description="Largest back-off between attempts, in seconds."
+    )
+    retry_backoff_multiplier: float = Field(
+        2.0, ge=1, le=10, description="Growth of the back-off ceiling per retry (full jitter)."
+    )
+    retry_budget_ratio: float = Field(
+        0.2, ge=0, le=10, description="Retries allowed per upstream request (0.2: 20%)."
+    )
+    retry_budget_min_per_second: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="Retries always allowed per second, on top of the ratio; the budget "
+        "banks up to 10 s of them.",
+    )
+    breaker_failure_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of failed upstream attempts in the window that opens the breaker.",
+    )
+    breaker_min_calls: int = Field(
+        10, ge=1, description="Attempts in the window before the breaker may open."
+    )
+    breaker_window: float = Field(
+        10.0, gt=0, le=600, description="Seconds of attempts the breaker looks back on."
+    )
+    breaker_cooldown: float = Field(
+        5.0, gt=0, le=600, description="Seconds an open breaker waits before one probe."
+    )
+    max_in_flight: int = Field(
+        256, ge=1, description="Assess (and Annotate) calls handled at once; more wait."
+    )
+    max_queued: int = Field(
+        256,
+        ge=0,
+        description="Calls waiting for a slot; past it RESOURCE_EXHAUSTED at once.",
+    )
+    outbox: Path | None = Field(
+        None,
+        description="SQLite file queueing annotations durably (WAL, synchronous=FULL); "
+        "unset: Annotate sends synchronously and queues nothing.",
+    )
+    outbox_wait_for_upstream: bool = Field(
+        False, description="Treat every Annotate as wait_for_upstream (synchronous delivery)."
+    )
+    outbox_batch_size: int = Field(
+        100, ge=1, le=10_000, description="Annotations per flush; this many queued flush at once."
+    )
+    outbox_flush_interval: float = Field(
+        0.5, gt=0, le=60, description="Seconds between flushes of a partial batch."
+    )
+    outbox_concurrency: int = Field(
+        8, ge=1, le=256, description="Annotations sent upstream at once by the flusher."
+    )
+    outbox_max_attempts: int = Field(
+        10,
+        ge=1,
+        description="Rejections of one annotation (INVALID_ARGUMENT, NOT_FOUND) before it "
+        "moves to the dead letter; transient failures are retried without limit.",
+    )
+    outbox_max_backoff: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait before a failed annotation is retried."
+    )
+    outbox_max_items: int = Field(
+        100_000, ge=1, description="Most annotations queued; past it RESOURCE_EXHAUSTED."
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="Seconds after SIGTERM to finish calls in flight and flush the outbox.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest log level written."
     )
@@ -241,6 +321,12 @@ class Settings(BaseSettings):
         if not re.match(r"(memory|redis|rediss|unix)://", value):
             raise ValueError("expected memory://, redis://host:port/db or rediss://…")
         return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Settings:
+        if self.retry_max_backoff < self.retry_initial_backoff:
+            raise ValueError("retry_max_backoff: must be at least retry_initial_backoff")
+        return self
 
     @model_validator(mode="after")
     def _needs_project(self) -> Settings:
