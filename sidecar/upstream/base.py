@@ -7,7 +7,6 @@ from typing import Protocol
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
 
-
 # The attempt number (1, 2, …) of the upstream call in progress: set by the retry layer, read by
 # whatever observes single attempts (spans, metrics), so neither needs to know the other.
 ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("upstream_attempt", default=1)
