@@ -1,0 +1,356 @@
+"""The metric instruments, created once per meter, and the catalog the README is built from.
+
+Every label value is either a fixed enum name or an action name the operator configured, so no
+client input can grow the number of series (and no user data can reach a label). The three
+decision metrics mirror the ones Identity Platform publishes for its own reCAPTCHA integration.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+# Risk scores are 0.0 … 1.0; Google documents 11 levels, so ten buckets of 0.1 lose nothing.
+SCORE_BUCKETS: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
+# Seconds: from an in-memory replay lookup (~µs) to a slow upstream (the 5 s default timeout).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+OTHER_ACTION = "other"
+NO_ACTION = "none"
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One documented metric: its OpenTelemetry name, Prometheus name, kind and labels."""
+
+    name: str
+    prometheus: str
+    kind: str
+    labels: tuple[str, ...]
+    description: str
+
+
+CATALOG: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "verdict_count",
+        "verdict_count_total",
+        "counter",
+        ("verdict", "action"),
+        "Assess answers by verdict: PASSED, FAILED_AUDIT, FAILED_ENFORCE.",
+    ),
+    MetricSpec(
+        "token_count",
+        "token_count_total",
+        "counter",
+        ("status", "action"),
+        "Assess answers by token status: VALID, INVALID, EXPIRED, DUPLICATE, MISSING, UNCHECKED.",
+    ),
+    MetricSpec(
+        "risk_scores",
+        "risk_scores",
+        "histogram",
+        ("action",),
+        "Scores of fresh VALID assessments (buckets 0.0, 0.1 … 1.0); replays are not re-counted.",
+    ),
+    MetricSpec(
+        "rpc.server.call.duration",
+        "rpc_server_call_duration_seconds",
+        "histogram",
+        ("rpc_service", "rpc_method", "rpc_grpc_status_code"),
+        "Time to answer each RPC (health checks excluded), in seconds.",
+    ),
+    MetricSpec(
+        "rpc.server.active_requests",
+        "rpc_server_active_requests",
+        "gauge",
+        ("rpc_service", "rpc_method"),
+        "RPCs in flight.",
+    ),
+    MetricSpec(
+        "upstream.duration",
+        "upstream_duration_seconds",
+        "histogram",
+        ("method", "code"),
+        "Time of each upstream attempt, in seconds; code is the gRPC status name (OK, …).",
+    ),
+    MetricSpec(
+        "upstream.attempts",
+        "upstream_attempts_total",
+        "counter",
+        ("method", "code", "retry"),
+        "Upstream attempts; retry is true for the second and later attempt of one call.",
+    ),
+    MetricSpec(
+        "upstream.errors",
+        "upstream_errors_total",
+        "counter",
+        ("method", "code"),
+        "Upstream attempts that failed, by gRPC status name.",
+    ),
+    MetricSpec(
+        "upstream.breaker.state",
+        "upstream_breaker_state",
+        "gauge",
+        ("breaker",),
+        "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+    ),
+    MetricSpec(
+        "upstream.retry_budget",
+        "upstream_retry_budget",
+        "gauge",
+        ("budget",),
+        "Retry budget left, 0.0 (exhausted: no retries) … 1.0 (full).",
+    ),
+    MetricSpec(
+        "replay.lookups",
+        "replay_lookups_total",
+        "counter",
+        ("result",),
+        "Replay store claims: miss (first sight), hit (seen before), error (store failed).",
+    ),
+    MetricSpec(
+        "replay.duration",
+        "replay_duration_seconds",
+        "histogram",
+        ("operation", "outcome"),
+        "Time of each replay store operation (claim, settle, release, get), in seconds.",
+    ),
+    MetricSpec(
+        "outbox.depth",
+        "outbox_depth",
+        "gauge",
+        (),
+        "Annotations waiting in the outbox.",
+    ),
+    MetricSpec(
+        "outbox.oldest_age",
+        "outbox_oldest_age_seconds",
+        "gauge",
+        (),
+        "Age of the oldest waiting annotation, in seconds (0 when empty).",
+    ),
+    MetricSpec(
+        "outbox.dead_letters",
+        "outbox_dead_letters",
+        "gauge",
+        (),
+        "Annotations given up on and kept in the dead-letter table.",
+    ),
+)
+
+
+class BreakerStats(Protocol):
+    """What the retry layer exposes about its circuit breaker. Read from the metrics exporter's
+    thread at each collection: it must be cheap and must not block (read a field)."""
+
+    def breaker_state(self) -> str:
+        """`closed`, `half_open` or `open`."""
+        ...
+
+
+class RetryBudgetStats(Protocol):
+    """What the retry layer exposes about its retry budget (same threading rule)."""
+
+    def retry_budget_level(self) -> float:
+        """Budget left, 0.0 … 1.0."""
+        ...
+
+
+class OutboxStats(Protocol):
+    """What the annotation outbox exposes (same threading rule: cached numbers, no I/O)."""
+
+    def outbox_depth(self) -> int:
+        """Items waiting."""
+        ...
+
+    def outbox_oldest_age(self) -> float:
+        """Seconds since the oldest waiting item was accepted; 0 when empty."""
+        ...
+
+    def outbox_dead_letters(self) -> int:
+        """Items in the dead-letter table."""
+        ...
+
+
+class ActionLabels:
+    """Maps an app-supplied action name to a bounded label: the name itself only when the
+    operator configured it (a `policy.actions` entry), `none` when empty, else `other`."""
+
+    def __init__(self, known: Callable[[], Collection[str]]) -> None:
+        self._known = known
+
+    def __call__(self, action: str) -> str:
+        if not action:
+            return NO_ACTION
+        name = action.lower()
+        return name if name in self._known() else OTHER_ACTION
+
+
+T = TypeVar("T")
+
+
+class _Registry(Generic[T]):
+    """Providers registered after the instruments were made (the outbox starts later)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[str, T]] = []
+
+    def add(self, name: str, item: T) -> None:
+        with self._lock:
+            self._items.append((name, item))
+
+    def items(self) -> list[tuple[str, T]]:
+        with self._lock:
+            return list(self._items)
+
+
+class Instruments:
+    """Every instrument the sidecar records into. With the API's no-op meter each record call
+    is a cheap no-op, so callers never check whether metrics are on."""
+
+    def __init__(self, meter: Meter, actions: ActionLabels) -> None:
+        self.actions = actions
+        self.verdicts = meter.create_counter(
+            "verdict_count", "{answer}", "Assess answers by verdict."
+        )
+        self.tokens = meter.create_counter("token_count", "{answer}", "Assess answers by status.")
+        self.risk_scores = meter.create_histogram(
+            "risk_scores",
+            "",
+            "Scores of fresh VALID assessments.",
+            explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
+        )
+        self.rpc_duration = meter.create_histogram(
+            "rpc.server.call.duration",
+            "s",
+            "Time to answer each RPC.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.rpc_active = meter.create_up_down_counter(
+            "rpc.server.active_requests", "{request}", "RPCs in flight."
+        )
+        self.upstream_duration = meter.create_histogram(
+            "upstream.duration",
+            "s",
+            "Time of each upstream attempt.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.upstream_attempts = meter.create_counter(
+            "upstream.attempts", "{attempt}", "Upstream attempts."
+        )
+        self.upstream_errors = meter.create_counter(
+            "upstream.errors", "{attempt}", "Upstream attempts that failed."
+        )
+        self.replay_lookups = meter.create_counter(
+            "replay.lookups", "{lookup}", "Replay store claims by result."
+        )
+        self.replay_duration = meter.create_histogram(
+            "replay.duration",
+            "s",
+            "Time of each replay store operation.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self._breakers: _Registry[BreakerStats] = _Registry()
+        self._budgets: _Registry[RetryBudgetStats] = _Registry()
+        self._outboxes: _Registry[OutboxStats] = _Registry()
+        meter.create_observable_gauge(
+            "upstream.breaker.state",
+            [self._observe_breakers],
+            "",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+        )
+        meter.create_observable_gauge(
+            "upstream.retry_budget", [self._observe_budgets], "", "Retry budget left, 0 … 1."
+        )
+        meter.create_observable_gauge(
+            "outbox.depth", [self._outbox(lambda o: o.outbox_depth())], "{item}", "Waiting."
+        )
+        meter.create_observable_gauge(
+            "outbox.oldest_age",
+            [self._outbox(lambda o: o.outbox_oldest_age())],
+            "s",
+            "Age of the oldest waiting annotation.",
+        )
+        meter.create_observable_gauge(
+            "outbox.dead_letters",
+            [self._outbox(lambda o: o.outbox_dead_letters())],
+            "{item}",
+            "Annotations in the dead-letter table.",
+        )
+
+    # Decisions: recorded in exactly one place per front door (the gRPC interceptor).
+    def record_decision(
+        self, *, verdict: str, token_status: str, action: str, score: float | None
+    ) -> None:
+        """Count one Assess answer. `action` is already a bounded label (see ActionLabels);
+        `score` only for a fresh VALID assessment, so each upstream score is counted once."""
+        self.verdicts.add(1, {"verdict": verdict, "action": action})
+        self.tokens.add(1, {"status": token_status, "action": action})
+        if score is not None:
+            self.risk_scores.record(score, {"action": action})
+
+    # Observable gauges read from providers registered later (the lead wires them at merge).
+    def register_breaker(self, stats: BreakerStats, name: str = "upstream") -> None:
+        """Export `stats.breaker_state()` as `upstream.breaker.state{breaker=name}`."""
+        self._breakers.add(name, stats)
+
+    def register_retry_budget(self, stats: RetryBudgetStats, name: str = "upstream") -> None:
+        """Export `stats.retry_budget_level()` as `upstream.retry_budget{budget=name}`."""
+        self._budgets.add(name, stats)
+
+    def register_outbox(self, stats: OutboxStats) -> None:
+        """Export the outbox depth, oldest age and dead letters."""
+        self._outboxes.add("outbox", stats)
+
+    def _observe_breakers(self, _: CallbackOptions) -> Iterable[Observation]:
+        for name, stats in self._breakers.items():
+            state = BREAKER_STATES.get(stats.breaker_state())
+            if state is not None:
+                yield Observation(state, {"breaker": name})
+
+    def _observe_budgets(self, _: CallbackOptions) -> Iterable[Observation]:
+        for name, stats in self._budgets.items():
+            yield Observation(float(stats.retry_budget_level()), {"budget": name})
+
+    def _outbox(
+        self, read: Callable[[OutboxStats], float]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            for _name, stats in self._outboxes.items():
+                yield Observation(read(stats))
+
+        return observe
+
+
+def reference_table(specs: Sequence[MetricSpec] = CATALOG) -> str:
+    """The README's metric table (a test keeps the two equal)."""
+    lines = [
+        "| Prometheus series | OpenTelemetry name | kind | labels | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in specs:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+        lines.append(
+            f"| `{spec.prometheus}` | `{spec.name}` | {spec.kind} | {labels} | {spec.description} |"
+        )
+    return "\n".join(lines) + "\n"
