@@ -27,6 +27,8 @@ from sidecar.core.annotate import DirectAnnotator
 from sidecar.core.verify import Verifier, VerifySettings
 from sidecar.replay import ReplayStore, open_replay_store
 from sidecar.servicer import VerificationServicer
+from sidecar.telemetry.metrics import ActionLabels
+from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
 from sidecar.upstream.client import GoogleUpstream
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Sidecar:
     replay: ReplayStore
     upstream: GoogleUpstream
     closers: list[grpc.aio.Server] = field(default_factory=list)
+    telemetry: Telemetry | None = None
 
     async def stop(self, grace: float) -> None:
         """Health goes NOT_SERVING first so probes and balancers stop sending, then in-flight
@@ -63,6 +66,8 @@ class Sidecar:
             if address.startswith("unix:"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(_socket_path(address))
+        if self.telemetry is not None:
+            await self.telemetry.aclose()  # last: flushes the spans of the drained calls
 
 
 def _socket_path(address: str) -> str:
@@ -126,6 +131,10 @@ def server_options() -> list[tuple[str, int]]:
 
 async def start_sidecar(settings: Settings) -> Sidecar:
     """Build and start everything the settings describe."""
+    telemetry = start_telemetry(
+        TelemetryOptions(settings.metrics_listen, settings.telemetry_console),
+        ActionLabels(lambda: settings.policy.actions),  # configured actions get their own label
+    )
     closers: list[grpc.aio.Server] = []
     endpoint, plaintext, project = (
         settings.upstream_endpoint,
@@ -147,9 +156,10 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
     policy = settings.policy
+    observed_upstream = telemetry.instrument_upstream(upstream)
     verifier = Verifier(
-        upstream=upstream,
-        replay=replay,
+        upstream=observed_upstream,
+        replay=telemetry.instrument_replay(replay),
         policy=lambda: policy,
         settings=VerifySettings(
             default_site_key=settings.site_key,
@@ -159,9 +169,9 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             replay_timeout=settings.replay_timeout,
         ),
     )
-    annotator = DirectAnnotator(upstream, settings.upstream_timeout)
+    annotator = DirectAnnotator(observed_upstream, settings.upstream_timeout)
 
-    server = grpc.aio.server(options=server_options())
+    server = grpc.aio.server(options=server_options(), interceptors=telemetry.interceptors())
     sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(
         VerificationServicer(verifier, annotator), server
     )
@@ -177,11 +187,14 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         await upstream.close()
         for closer in closers:
             await closer.stop(0)
+        await telemetry.aclose()
         raise
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Sidecar(server, addresses, health_servicer, replay, upstream, closers)
+    return Sidecar(
+        server, addresses, health_servicer, replay, upstream, closers, telemetry=telemetry
+    )
 
 
 async def run(settings: Settings, *, grace: float = 10.0) -> int:
