@@ -307,7 +307,9 @@ class Instruments:
         self.verdicts.add(1, {"verdict": verdict, "action": action})
         self.tokens.add(1, {"status": token_status, "action": action})
         if score is not None:
-            self.risk_scores.record(score, {"action": action})
+            # Upstream scores are float32 (0.3 arrives as 0.30000001): round them back so each
+            # lands in its own bucket (le="0.3"), not the next one.
+            self.risk_scores.record(round(score, 6), {"action": action})
 
     # Observable gauges read from providers registered later (the lead wires them at merge).
     def register_breaker(self, stats: BreakerStats, name: str = "upstream") -> None:
