@@ -103,7 +103,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 )
                 attached = otel_context.attach(trace.set_span_in_context(span, parent))
                 tracer_token = tracing.CURRENT_TRACER.set(tracer)
-            instruments.rpc_active.add(1, labels)
+            instruments.rpc_active.add(service, method)
             code = grpc.StatusCode.OK
             response = None
             try:
@@ -119,7 +119,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if code is grpc.StatusCode.OK:
                     code = context.code() or grpc.StatusCode.OK  # set_code without raising
                 elapsed = time.perf_counter() - start
-                instruments.rpc_active.add(-1, labels)
+                instruments.rpc_active.add(service, method, amount=-1)
                 instruments.rpc_duration.record(
                     elapsed, {**labels, "rpc.grpc.status_code": code.value[0]}
                 )

@@ -42,7 +42,7 @@ class InstrumentedReplayStore:
             result = "miss" if existing is None else "hit"
             return existing
         finally:
-            self._instruments.replay_lookups.add(1, {"result": result})
+            self._instruments.replay_lookups.add(result)
 
     async def settle(self, key: str, entry: ReplayEntry, ttl: float) -> None:
         await self._timed("settle", lambda: self._inner.settle(key, entry, ttl))

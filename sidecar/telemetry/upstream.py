@@ -150,10 +150,10 @@ class InstrumentedUpstream:
                 labels = {"method": method, "code": code}
                 self._instruments.upstream_duration.record(elapsed, labels)
                 self._instruments.upstream_attempts.add(
-                    1, {**labels, "retry": "true" if attempt > 1 else "false"}
+                    method, code, "true" if attempt > 1 else "false"
                 )
                 if code != "OK":
-                    self._instruments.upstream_errors.add(1, labels)
+                    self._instruments.upstream_errors.add(method, code)
 
 
 def _reached(reached: bool | None) -> str:
