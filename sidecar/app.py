@@ -39,6 +39,10 @@ from sidecar.security import (
     listener_security,
 )
 from sidecar.servicer import VerificationServicer
+from sidecar.telemetry.gauges import register_gauges
+from sidecar.telemetry.metrics import ActionLabels
+from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
+from sidecar.upstream.base import Upstream
 from sidecar.upstream.client import GoogleUpstream
 from sidecar.upstream.protected import protect_upstream
 from sidecar.upstream.resilience import (
@@ -84,6 +88,7 @@ class Sidecar:
     # Servers of the exposed listeners and of health_listen, drained alongside `server`.
     listeners: list[grpc.aio.Server] = field(default_factory=list)
     health_address: str | None = None
+    telemetry: Telemetry | None = None
     stopped: bool = False
 
     async def stop(self, grace: float) -> None:
@@ -120,6 +125,8 @@ class Sidecar:
             if address.startswith("unix:"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(_socket_path(address))
+        if self.telemetry is not None:
+            await self.telemetry.aclose()  # last: flushes the spans of the drained calls
 
 
 def _socket_path(address: str) -> str:
@@ -198,6 +205,17 @@ def server_options() -> list[tuple[str, int]]:
 
 async def start_sidecar(settings: Settings) -> Sidecar:
     """Build and start everything the settings describe."""
+    policy_source = PolicySource(
+        settings.policy,
+        path=settings.config_file,
+        load=lambda: settings.reloaded().policy,
+        interval=settings.policy_reload_interval,
+    )
+    telemetry = start_telemetry(
+        TelemetryOptions(settings.metrics_listen, settings.telemetry_console),
+        # configured actions get their own label, following the live (reloadable) policy
+        ActionLabels(lambda: policy_source.current().actions),
+    )
     closers: list[grpc.aio.Server] = []
     endpoint, plaintext, project = (
         settings.upstream_endpoint,
@@ -211,23 +229,18 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         closers.append(emulator_server)
         endpoint, plaintext, project = f"127.0.0.1:{ports[0]}", True, project or EMULATOR_PROJECT
 
-    upstream = resilient_upstream(
-        GoogleUpstream(
-            project=project,
-            endpoint=endpoint,
-            plaintext=plaintext,
-            api_key=settings.resolved_api_key(),
-        ),
-        settings,
+    # Innermost first: the Google client, observed per attempt; retries, budget and breaker
+    # around it; account-id protection on top, so every path (Assess, direct Annotate, the
+    # outbox flusher) sends protected ids.
+    google = GoogleUpstream(
+        project=project,
+        endpoint=endpoint,
+        plaintext=plaintext,
+        api_key=settings.resolved_api_key(),
     )
+    upstream = resilient_upstream(telemetry.instrument_upstream(google), settings)
     replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
     protected = protect_upstream(upstream, settings.account_id_protector())
-    policy_source = PolicySource(
-        settings.policy,
-        path=settings.config_file,
-        load=lambda: settings.reloaded().policy,
-        interval=settings.policy_reload_interval,
-    )
     assess_limiter = AdmissionLimiter(
         settings.max_in_flight,
         settings.max_queued,
@@ -236,7 +249,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     verifier = Verifier(
         upstream=protected,
-        replay=replay,
+        replay=telemetry.instrument_replay(replay),
         policy=policy_source.current,
         settings=VerifySettings(
             default_site_key=settings.site_key,
@@ -256,6 +269,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             await upstream.close()
             for closer in closers:
                 await closer.stop(0)
+            await telemetry.aclose()
             raise
         flusher = Flusher(
             outbox,
@@ -284,7 +298,11 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     annotator = LimitedAnnotator(annotator, annotate_limiter)
 
+    register_gauges(telemetry.instruments, upstream, outbox)
     gate = DrainGate((SERVICE_NAME,))
+    # Telemetry outermost, so that calls refused while draining or unauthenticated are still
+    # logged and counted.
+    front: list[grpc.aio.ServerInterceptor] = [*telemetry.interceptors(), gate]
     servicer = VerificationServicer(verifier, annotator)
     health_servicer = health.aio.HealthServicer()
 
@@ -296,10 +314,10 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         )
         return target
 
-    server = add_services(grpc.aio.server(options=server_options(), interceptors=[gate]))
+    server = add_services(grpc.aio.server(options=server_options(), interceptors=front))
     listeners: list[grpc.aio.Server] = []
     try:
-        addresses = _bind_listeners(settings, server, add_services, listeners, gate)
+        addresses = _bind_listeners(settings, server, add_services, listeners, front)
         health_address = _bind_health(settings, health_servicer, listeners)
     except ListenError:
         for target in (server, *listeners):
@@ -310,6 +328,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             await outbox.close()
         for closer in closers:
             await closer.stop(0)
+        await telemetry.aclose()
         raise
     for target in (server, *listeners):
         await target.start()
@@ -335,6 +354,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         policy=policy_source,
         listeners=listeners,
         health_address=health_address,
+        telemetry=telemetry,
     )
 
 
@@ -343,7 +363,7 @@ def _bind_listeners(
     local: grpc.aio.Server,
     add_services: Callable[[grpc.aio.Server], grpc.aio.Server],
     listeners: list[grpc.aio.Server],
-    gate: grpc.aio.ServerInterceptor,
+    front: list[grpc.aio.ServerInterceptor],
 ) -> list[str]:
     """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
     pod go on a server of their own, with TLS and/or the token check (see sidecar.security),
@@ -369,7 +389,7 @@ def _bind_listeners(
             credentials = security.credentials
             exposed = add_services(
                 grpc.aio.server(
-                    options=server_options(), interceptors=[gate, *security.interceptors]
+                    options=server_options(), interceptors=[*front, *security.interceptors]
                 )
             )
             listeners.append(exposed)
@@ -391,7 +411,7 @@ def _bind_health(
     return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]
 
 
-def resilient_upstream(inner: GoogleUpstream, settings: Settings) -> ResilientUpstream:
+def resilient_upstream(inner: Upstream, settings: Settings) -> ResilientUpstream:
     """Deadlines, retries, budget and breaker around the Google client, from the settings."""
     return ResilientUpstream(
         inner,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar.config import ConfigError, load_settings, reference
+from sidecar.telemetry.logs import LogFormat, configure_logging
 
 
 def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +42,16 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--replay-store", metavar="URL", help="memory:// or redis://host:port/db")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--outbox", type=Path, metavar="PATH", help="SQLite annotation outbox")
+    serve.add_argument("--log-format", choices=["json", "text"])
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="Prometheus scrape endpoint, e.g. :9464"
+    )
+    serve.add_argument(
+        "--telemetry-console",
+        action="store_true",
+        default=None,
+        help="also print spans and metrics on stdout (debugging)",
+    )
     _security_flags(serve)
 
 
@@ -137,15 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+def _configure_logging(level: str, fmt: LogFormat = "text", access_log: bool = True) -> None:
+    configure_logging(level, fmt, access_log=access_log)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import ListenError, run
     from sidecar.outbox import OutboxLocked
+    from sidecar.telemetry.providers import TelemetryError
 
     try:
         settings = load_settings(
@@ -169,14 +178,17 @@ def _serve(args: argparse.Namespace) -> int:
             secure_loopback=args.secure_loopback,
             socket_mode=args.socket_mode,
             outbox=args.outbox,
+            log_format=args.log_format,
+            metrics_listen=args.metrics_listen,
+            telemetry_console=args.telemetry_console,
         )
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, settings.access_log)
     try:
         return asyncio.run(run(settings))
-    except (ListenError, OutboxLocked) as error:
+    except (ListenError, OutboxLocked, TelemetryError) as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 1
 

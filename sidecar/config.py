@@ -230,6 +230,23 @@ class Settings(BaseSettings):
         "0660",
         description="Permission bits of Unix socket files, octal (quote it in YAML).",
     )
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="`json`: one JSON object per line on stderr, with trace and span ids; "
+        "`text`: plain lines for a terminal.",
+    )
+    access_log: bool = Field(
+        True, description="One INFO line per RPC: method, status, verdict, duration."
+    )
+    metrics_listen: str = Field(
+        "",
+        description="`host:port` of the Prometheus scrape endpoint, e.g. `127.0.0.1:9464` "
+        "(`:9464`: every interface); empty: none. Traces and OTLP metrics are configured "
+        "with the standard `OTEL_*` variables.",
+    )
+    telemetry_console: bool = Field(
+        False, description="Also print spans and metrics on stdout (debugging)."
+    )
     policy: Policy = Field(
         default_factory=Policy, description="Decision rules; see the policy reference."
     )
@@ -314,6 +331,13 @@ class Settings(BaseSettings):
     @classmethod
     def _socket_mode(cls, value: Any) -> str:
         return security.parse_socket_mode(value)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_syntax(cls, value: str) -> str:
+        if value and not (_HOST_PORT.fullmatch(value) or re.fullmatch(r":\d{1,5}", value)):
+            raise ValueError(f"{value!r}: expected host:port, e.g. 127.0.0.1:9464")
+        return value
 
     @field_validator("replay_store")
     @classmethod

@@ -29,6 +29,7 @@ from sidecar.core.policy import (
 )
 from sidecar.core.validation import validate_assessment
 from sidecar.replay.base import ReplayEntry, ReplayStore, ReplayStoreError
+from sidecar.telemetry.tracing import policy_span
 from sidecar.upstream.base import Upstream
 from sidecar.upstream.errors import UpstreamError
 
@@ -170,9 +171,11 @@ class Verifier:
                 await self._remember(key, ReplayEntry(idem, decision))
             return decision
 
-        decision = decide(
-            action_policy, request.expected_action, upstream, version, now=time.time()
-        )
+        with policy_span() as span:
+            decision = decide(
+                action_policy, request.expected_action, upstream, version, now=time.time()
+            )
+            span.record(decision)
         await self._remember(key, ReplayEntry(idem, decision))
         return decision
 

@@ -220,6 +220,11 @@ class RetryBudget:
         self._refill()
         return self._tokens
 
+    def level(self) -> float:
+        """Share of the budget left, 0.0 … 1.0, as of the last request: a plain read, safe
+        from the metrics exporter's thread."""
+        return self._tokens / self._settings.capacity if self._settings.capacity else 0.0
+
 
 # ---- circuit breaker -------------------------------------------------------------------------
 
@@ -500,6 +505,9 @@ class ResilientUpstream:
 
     def budget_tokens(self, rpc: str = RPC_CREATE) -> float:
         return self._guards[rpc].budget.tokens()
+
+    def budget_level(self, rpc: str = RPC_CREATE) -> float:
+        return self._guards[rpc].budget.level()
 
     def health(self) -> tuple[bool, str]:
         """(serving, reason) for the `upstream` health entry: not serving while Assess's
