@@ -44,7 +44,7 @@ from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
 from sidecar.upstream.base import Upstream
 from sidecar.upstream.client import GoogleUpstream
-from sidecar.upstream.protected import protect_upstream
+from sidecar.upstream.protected import protect_annotator, protect_upstream
 from sidecar.upstream.resilience import (
     BreakerSettings,
     BudgetSettings,
@@ -230,8 +230,8 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         endpoint, plaintext, project = f"127.0.0.1:{ports[0]}", True, project or EMULATOR_PROJECT
 
     # Innermost first: the Google client, observed per attempt; retries, budget and breaker
-    # around it; account-id protection on top, so every path (Assess, direct Annotate, the
-    # outbox flusher) sends protected ids.
+    # around it. Account ids are protected on top: for Assess over the upstream, for Annotate
+    # over the annotator (before the outbox stores anything).
     google = GoogleUpstream(
         project=project,
         endpoint=endpoint,
@@ -240,7 +240,8 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     upstream = resilient_upstream(telemetry.instrument_upstream(google), settings)
     replay = open_replay_store(settings.replay_store, max_entries=settings.replay_max_entries)
-    protected = protect_upstream(upstream, settings.account_id_protector())
+    protector = settings.account_id_protector()
+    protected = protect_upstream(upstream, protector)
     assess_limiter = AdmissionLimiter(
         settings.max_in_flight,
         settings.max_queued,
@@ -261,7 +262,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         limiter=assess_limiter,
     )
     outbox, flusher = None, None
-    annotator: Annotator = DirectAnnotator(protected, settings.upstream_timeout)
+    annotator: Annotator = DirectAnnotator(upstream, settings.upstream_timeout)
     if settings.outbox is not None:
         try:
             outbox = await Outbox.open(settings.outbox, max_items=settings.outbox_max_items)
@@ -273,7 +274,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             raise
         flusher = Flusher(
             outbox,
-            protected,
+            upstream,
             FlushSettings(
                 batch_size=settings.outbox_batch_size,
                 flush_interval=settings.outbox_flush_interval,
@@ -296,7 +297,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         max_wait=settings.upstream_timeout,
         name="annotate",
     )
-    annotator = LimitedAnnotator(annotator, annotate_limiter)
+    annotator = LimitedAnnotator(protect_annotator(annotator, protector), annotate_limiter)
 
     register_gauges(telemetry.instruments, upstream, outbox)
     gate = DrainGate((SERVICE_NAME,))

@@ -1,5 +1,5 @@
-"""Account-id protection as a decorator over any Upstream, so Assess and Annotate (direct or
-through an outbox) protect ids the same way without knowing about it.
+"""Account-id protection as decorators: over the Upstream for Assess, and over the Annotator for
+Annotate (before the outbox, so no clear id is ever stored), one protector for both.
 
 Only `account_id` is transformed. `user_ids` (e-mail, phone, username) go upstream as given:
 reCAPTCHA reads them as what they claim to be (a phone number "should use the E.164 format",
@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 
 from sidecar.core.accountid import AccountIdProtector, Protection
+from sidecar.core.annotate import Annotator, Delivery
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
+from sidecar.core.validation import validate_annotation
 from sidecar.upstream.base import Upstream
 
 
@@ -55,3 +57,28 @@ def protect_upstream(inner: Upstream, protector: AccountIdProtector) -> Upstream
     if protector.mode is Protection.PLAIN:
         return inner
     return AccountIdProtectingUpstream(inner, protector)
+
+
+class AccountIdProtectingAnnotator:
+    """Protects `account_id` before an annotation is accepted, so the durable outbox never
+    holds a clear id at rest. Validates first: the limits apply to what the app sent, not to
+    the (longer) protected form."""
+
+    def __init__(self, inner: Annotator, protector: AccountIdProtector) -> None:
+        self._inner = inner
+        self._protector = protector
+
+    async def annotate(self, request: AnnotationRequest, timeout: float | None) -> Delivery:
+        validate_annotation(request)
+        if request.account_id:
+            request = dataclasses.replace(
+                request, account_id=self._protector.protect(request.account_id)
+            )
+        return await self._inner.annotate(request, timeout)
+
+
+def protect_annotator(inner: Annotator, protector: AccountIdProtector) -> Annotator:
+    """The decorated annotator, or `inner` itself in plain mode."""
+    if protector.mode is Protection.PLAIN:
+        return inner
+    return AccountIdProtectingAnnotator(inner, protector)

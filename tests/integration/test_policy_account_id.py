@@ -115,3 +115,30 @@ async def test_requests_without_an_account_carry_none(
     await handle.stub.Assess(pb.AssessRequest(token=mint_token()), timeout=5)
     event = (await emulator.control.stats())["recent_creates"][-1]["event"]
     assert "user_info" not in event or not event["user_info"].get("account_id")
+
+
+def _outbox_bytes(folder: Path) -> bytes:
+    """The database and its WAL, as written to disk."""
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("outbox.sqlite3*")))
+
+
+async def test_outbox_never_stores_a_clear_account_id(
+    make_sidecar: SidecarFactory,
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, base64.b64encode(KEY).decode())
+    outbox = tmp_path / "outbox.sqlite3"
+    await emulator.control.set_faults("annotate", error_rate=1.0)  # keep it queued
+    handle = await make_sidecar(account_id_protection="hmac-sha256", outbox=outbox)
+    answer = await handle.stub.Assess(pb.AssessRequest(token=mint_token()), timeout=5)
+    queued = await handle.stub.Annotate(
+        pb.AnnotateRequest(assessment_name=answer.assessment_name, account_id=ACCOUNT),
+        timeout=5,
+    )
+    assert queued.delivery == pb.ANNOTATION_DELIVERY_QUEUED
+    stored = _outbox_bytes(tmp_path)
+    expected = hmac.new(KEY, ACCOUNT.encode(), hashlib.sha256).hexdigest()
+    assert ACCOUNT.encode() not in stored
+    assert expected.encode() in stored  # the row is there, in its protected form
