@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clients test-clients lock clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +47,15 @@ test-clients: $(STAMP)
 ## Re-resolve the image's locked dependencies (requirements.lock) from pyproject.toml.
 lock: $(STAMP)
 	bash scripts/lock.sh
+
+## Benchmark the sidecar against its baselines (ghz is installed into .tools/bin on first use);
+## writes bench/results/latest.{json,md,png}. ARGS are passed on, e.g. ARGS="--only assess-miss".
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(ARGS)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -460,6 +461,11 @@ async def run(settings: Settings, *, grace: float | None = None) -> int:
     if grace is None:
         grace = settings.shutdown_grace
     sidecar = await start_sidecar(settings)
+    # Everything built so far (modules, descriptors, settings) lives as long as the process:
+    # freeze it so full collections stop traversing it. Measured: a gen-2 collection paused the
+    # loop 16-20 ms with ~60k startup objects tracked, 0.3 ms frozen.
+    gc.collect()
+    gc.freeze()
     log.info("serving", extra={"addresses": sidecar.addresses, "emulator": settings.emulator})
     if sidecar.health_address:
         print("recaptcha-sidecar health on " + sidecar.health_address, flush=True)

@@ -13,8 +13,9 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sidecar.core.limits import AdmissionLimiter, Slot
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
@@ -34,6 +35,54 @@ from sidecar.upstream.base import Upstream
 from sidecar.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _bounded(awaitable: Coroutine[Any, Any, T], timeout: float) -> T:
+    """`asyncio.wait_for(awaitable, timeout)` at a fraction of its cost.
+
+    wait_for wraps every awaitable in a new Task (on 3.11 with a timer, a future and
+    callbacks), and even `asyncio.timeout` arms and cancels a timer per call: measured, the two
+    timers of a cache-miss Assess cost 5% of the sidecar's CPU, while the memory store's calls
+    never suspend. So the call's first step runs at once; only a call that suspends (a network
+    store) is finished under the deadline, in the caller's own task. The deadline then counts
+    from that first suspension, which is when the waiting starts.
+    """
+    try:
+        pending = awaitable.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    async with asyncio.timeout(timeout):
+        return await _Resumed(awaitable, pending)
+
+
+class _Resumed(Awaitable[T]):
+    """The rest of a coroutine whose first step already ran (what `await` would have done)."""
+
+    __slots__ = ("_coroutine", "_pending")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T], pending: Any) -> None:
+        self._coroutine = coroutine
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coroutine, pending = self._coroutine, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as error:  # cancellation and timeouts go into the coroutine
+                try:
+                    pending = coroutine.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    pending = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
 
 
 def token_digest(token: str) -> str:
@@ -146,7 +195,7 @@ class Verifier:
         if budget <= 0:
             return decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
         try:
-            existing = await asyncio.wait_for(
+            existing = await _bounded(
                 self._replay.claim(key, idem, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
@@ -196,9 +245,7 @@ class Verifier:
             while existing.decision is None and loop.time() < give_up:
                 await asyncio.sleep(self._settings.pending_poll)
                 try:
-                    found = await asyncio.wait_for(
-                        self._replay.get(key), self._settings.replay_timeout
-                    )
+                    found = await _bounded(self._replay.get(key), self._settings.replay_timeout)
                 except (ReplayStoreError, TimeoutError, OSError):
                     found = None
                 if found is not None:
@@ -215,7 +262,7 @@ class Verifier:
         """Settle the claim. If the store fails now the claim stays pending, which still makes
         every later repeat DUPLICATE: safe, only the original answer is lost."""
         try:
-            await asyncio.wait_for(
+            await _bounded(
                 self._replay.settle(key, entry, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
@@ -225,7 +272,7 @@ class Verifier:
     async def _forget(self, key: str) -> None:
         """Release a claim whose token never reached upstream, so the app may retry it."""
         try:
-            await asyncio.wait_for(self._replay.release(key), self._settings.replay_timeout)
+            await _bounded(self._replay.release(key), self._settings.replay_timeout)
         except (ReplayStoreError, TimeoutError, OSError) as error:
             log.warning("replay store release failed: %s", type(error).__name__)
 
