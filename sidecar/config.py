@@ -42,6 +42,15 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
 
 
+def _check_address(address: str) -> None:
+    """gRPC target syntax for a listener: host:port or unix:///path."""
+    if address.startswith("unix:"):
+        if not address.removeprefix("unix://").removeprefix("unix:"):
+            raise ValueError(f"{address!r}: a Unix socket needs a path")
+    elif not _HOST_PORT.fullmatch(address):
+        raise ValueError(f"{address!r}: expected host:port or unix:///path")
+
+
 class ConfigError(Exception):
     """Settings that cannot be used; the message names every offending key."""
 
@@ -303,11 +312,7 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one address is needed")
         for address in value:
-            if address.startswith("unix:"):
-                if not address.removeprefix("unix://").removeprefix("unix:"):
-                    raise ValueError(f"{address!r}: a Unix socket needs a path")
-            elif not _HOST_PORT.fullmatch(address):
-                raise ValueError(f"{address!r}: expected host:port or unix:///path")
+            _check_address(address)
         return value
 
     @field_validator("health_listen", mode="before")
@@ -318,13 +323,8 @@ class Settings(BaseSettings):
     @field_validator("health_listen")
     @classmethod
     def _health_listen_syntax(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if value.startswith("unix:"):
-            if not value.removeprefix("unix://").removeprefix("unix:"):
-                raise ValueError(f"{value!r}: a Unix socket needs a path")
-        elif not _HOST_PORT.fullmatch(value):
-            raise ValueError(f"{value!r}: expected host:port or unix:///path")
+        if value is not None:
+            _check_address(value)
         return value
 
     @field_validator("socket_mode", mode="before")
