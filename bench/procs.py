@@ -142,6 +142,13 @@ def peak_rss_mib(pids: Sequence[int]) -> float:
     return sum(_status_kib(pid, "VmHWM") for pid in pids) / 1024
 
 
+def anon_mib(pids: Sequence[int]) -> float:
+    """Sum of the processes' private anonymous memory (RssAnon), MiB: RSS without the pages
+    of mapped files (shared libraries), which the kernel may count more or less of depending
+    on how the files sit in its page cache."""
+    return sum(_status_kib(pid, "RssAnon") for pid in pids) / 1024
+
+
 def rss_mib(pids: Sequence[int]) -> float:
     """Sum of the processes' current resident set (VmRSS), MiB."""
     return sum(_status_kib(pid, "VmRSS") for pid in pids) / 1024

@@ -86,6 +86,7 @@ def build(
             "reason": row.reason,
             "check": row.check,
             "idle_rss_mib": _num(row.idle_rss_mib, 1),
+            "idle_anon_mib": _num(row.idle_anon_mib, 1),
             "peak_rss_mib": _num(row.peak_rss_mib, 1),
             "notes": row.notes,
         }
@@ -111,6 +112,7 @@ def build(
         "added_p99_ms": added("assess-miss", "p99"),
         "replay_vs_miss": ratio(sat("assess-replay"), sat("assess-miss")),
         "idle_rss_mib": _num(idle.idle_rss_mib, 1) if idle else None,
+        "idle_anon_mib": _num(idle.idle_anon_mib, 1) if idle else None,
         "bytes_per_token": memory.get("bytes_per_token_tracemalloc"),
     }
     targets = []
@@ -175,7 +177,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| scenario | saturation req/s | x pass-through | p50 ms | p90 ms | p99 ms "
         "| added p50 / p99 ms | CPU s per 1k: hop / upstream | upstream calls per req "
-        "| RSS MiB idle / peak |",
+        "| RSS MiB idle (anon) / peak |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in result["scenarios"]:
@@ -195,7 +197,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_fmt(s['added_p50_ms'])} / {_fmt(s['added_p99_ms'])} "
             f"| {hop_text} / {_fmt(sat.get('cpu_upstream'))} "
             f"| {_fmt(sat.get('upstream_calls_per_request'))} "
-            f"| {_fmt(s['idle_rss_mib'], 0)} / {_fmt(s['peak_rss_mib'], 0)} |"
+            f"| {_fmt(s['idle_rss_mib'], 0)} ({_fmt(s['idle_anon_mib'], 0)}) "
+            f"/ {_fmt(s['peak_rss_mib'], 0)} |"
         )
     lines += ["", "| target | bound | measured | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:

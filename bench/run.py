@@ -35,7 +35,7 @@ from google.cloud.recaptchaenterprise_v1.types import Assessment, CreateAssessme
 from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 
 from bench import features, loadgen, payloads, report
-from bench.procs import ROOT, Child, StartError, cpu_seconds, peak_rss_mib, rss_mib
+from bench.procs import ROOT, Child, StartError, anon_mib, cpu_seconds, peak_rss_mib, rss_mib
 from bench.scenarios import SCENARIOS, Scenario
 
 RESULTS = ROOT / "bench" / "results"
@@ -78,6 +78,7 @@ class Row:
     reason: str = ""
     check: str = ""
     idle_rss_mib: float | None = None
+    idle_anon_mib: float | None = None
     peak_rss_mib: float | None = None
     saturation: Phase | None = None
     fixed: Phase | None = None
@@ -89,7 +90,7 @@ class Upstream:
 
     def __init__(self, work: Path) -> None:
         self.child = Child(
-            [*SIDECAR, "emulator", "--listen", "127.0.0.1:0"],
+            [sys.executable, "-m", "bench.upstream", "--listen", "127.0.0.1:0"],
             ready=EMULATOR_READY,
             log=work / "emulator.log",
         )
@@ -433,6 +434,7 @@ class Bench:
         if server.hop:
             time.sleep(0.5)  # imports done, threads started: this is the idle footprint
             row.idle_rss_mib = rss_mib(server.hop.pids())
+            row.idle_anon_mib = anon_mib(server.hop.pids())
         try:
             row.check = self._check(scenario, server)
             if not row.check.startswith("ok"):
@@ -559,9 +561,9 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the sidecar against its baselines.")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per row and phase")
-    parser.add_argument("--seconds", type=float, default=2.5, help="saturation, per round")
-    parser.add_argument("--rate-seconds", type=float, default=2.5, help="fixed rate, per round")
+    parser.add_argument("--rounds", type=int, default=4, help="measurements per row and phase")
+    parser.add_argument("--seconds", type=float, default=2.0, help="saturation, per round")
+    parser.add_argument("--rate-seconds", type=float, default=2.0, help="fixed rate, per round")
     parser.add_argument(
         "--load", type=float, default=50.0, help="fixed rate, % of cache-miss saturation"
     )
