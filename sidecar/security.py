@@ -151,7 +151,9 @@ class TokenFile:
                 self.reload()
         except (OSError, SecurityError) as error:
             # Keep the last good token: a half-written Secret update must not lock everyone out.
-            log.warning("auth token file unreadable, keeping the previous token: %s", error)
+            log.warning(
+                "auth token file unreadable, keeping the previous one: %s", type(error).__name__
+            )
 
     def matches(self, presented: str) -> bool:
         """Constant-time comparison of digests, so neither content nor length leaks."""
