@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clients test-clients bench clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,10 @@ clients:
 ## Each language's client against a real sidecar on the emulator.
 test-clients: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/clients
+
+## Re-resolve the image's locked dependencies (requirements.lock) from pyproject.toml.
+lock: $(STAMP)
+	bash scripts/lock.sh
 
 ## Benchmark the sidecar against its baselines (ghz is installed into .tools/bin on first use);
 ## writes bench/results/latest.{json,md,png}. ARGS are passed on, e.g. ARGS="--only assess-miss".

@@ -16,6 +16,10 @@ fi
 if [ -f scripts/ci-clients.sh ]; then
   bash scripts/ci-clients.sh
 fi
+# Deploy checkers (helm, kubeconform, Kubernetes schemas), pinned, cached under .tools/.
+if [ -f scripts/ci-deploy-tools.sh ]; then
+  bash scripts/ci-deploy-tools.sh
+fi
 
 echo "== ruff"
 $BIN/ruff check .

@@ -12,10 +12,12 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sidecar.core.limits import AdmissionLimiter, Slot
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
 from sidecar.core.policy import (
     ActionPolicy,
@@ -28,6 +30,7 @@ from sidecar.core.policy import (
 )
 from sidecar.core.validation import validate_assessment
 from sidecar.replay.base import ReplayEntry, ReplayStore, ReplayStoreError
+from sidecar.telemetry.tracing import policy_span
 from sidecar.upstream.base import Upstream
 from sidecar.upstream.errors import UpstreamError
 
@@ -114,15 +117,33 @@ class Verifier:
         replay: ReplayStore,
         policy: Callable[[], Policy],
         settings: VerifySettings,
+        limiter: AdmissionLimiter | None = None,
     ) -> None:
         self._upstream = upstream
         self._replay = replay
         self._policy = policy
         self._settings = settings
+        self._limiter = limiter
         self._inflight: dict[str, tuple[str, asyncio.Task[Decision]]] = {}
 
     async def assess(self, request: AssessmentRequest, timeout: float | None = None) -> Decision:
-        """Decide on one token. `timeout` is what remains of the caller's deadline, in seconds."""
+        """Decide on one token. `timeout` is what remains of the caller's deadline, in seconds.
+        Past the limiter's bounds the call is shed with `Overloaded`."""
+        if self._limiter is None:
+            return await self._assess(request, timeout, None)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        slot = await self._limiter.acquire(timeout)
+        try:
+            if timeout is not None:
+                timeout -= loop.time() - started
+            return await self._assess(request, timeout, slot)
+        finally:
+            slot.release()
+
+    async def _assess(
+        self, request: AssessmentRequest, timeout: float | None, slot: Slot | None
+    ) -> Decision:
         validate_assessment(request)
         policy = self._policy()
         action_policy = policy.for_action(request.expected_action)
@@ -141,6 +162,8 @@ class Verifier:
         if timeout is not None:
             budget = min(budget, timeout - self._settings.deadline_margin)
         task = asyncio.create_task(self._lead(request, key, idem, action_policy, policy, budget))
+        if slot is not None:
+            slot.share(task)  # the upstream call outlives a caller that gives up
         self._inflight[key] = (idem, task)
         task.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(task)
@@ -197,7 +220,11 @@ class Verifier:
                 await self._remember(key, ReplayEntry(idem, decision))
             return decision
 
-        decision = decide(action_policy, request.expected_action, upstream, version)
+        with policy_span() as span:
+            decision = decide(
+                action_policy, request.expected_action, upstream, version, now=time.time()
+            )
+            span.record(decision)
         await self._remember(key, ReplayEntry(idem, decision))
         return decision
 
