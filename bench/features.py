@@ -19,6 +19,18 @@ SIDECAR = [sys.executable, "-m", "sidecar"]
 
 
 @cache
+def _config_reference() -> str:
+    done = subprocess.run(
+        [*SIDECAR, "config"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return done.stdout
+
+
+def _setting(env: str) -> str | None:
+    return None if env in _config_reference() else f"no {env} setting"
+
+
+@cache
 def _serve_help() -> str:
     done = subprocess.run(
         [*SIDECAR, "serve", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
@@ -68,6 +80,7 @@ PROBES = {
     "redis": _redis,
     "outbox": lambda: _flag("--outbox"),
     "tracing": _tracing,
+    "access-log": lambda: _setting("RECAPTCHA_SIDECAR_ACCESS_LOG"),
 }
 
 

@@ -25,7 +25,7 @@ class Scenario:
     args: tuple[str, ...] = ()  # extra `recaptcha-sidecar serve` arguments
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the sidecar
     uds: bool = False  # the load generator calls the sidecar's Unix socket
-    needs: tuple[str, ...] = ()  # features (bench/features.py): redis, outbox, tracing
+    needs: tuple[str, ...] = ()  # features (bench/features.py)
 
 
 _TRACING = {
@@ -65,6 +65,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "sidecar",
         "assess-replay",
         "Assess, already-seen tokens: DUPLICATE from the memory store, no upstream call",
+    ),
+    Scenario(
+        "assess-miss-no-access-log",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss, access log off (with no exporter configured: no telemetry interceptor)",
+        env={"RECAPTCHA_SIDECAR_ACCESS_LOG": "false"},
+        needs=("access-log",),
     ),
     Scenario(
         "assess-miss-uds",
