@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,9 +32,30 @@ typecheck: $(STAMP)
 generate: $(STAMP)
 	bash scripts/generate.sh
 
-## Fail when a committed generated file is not what `make generate` produces.
+## Fail when a committed generated file is not what `make generate` produces (new files too).
 check-generated: generate
-	git diff --exit-code --stat -- clients/ || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
+	@if [ -n "$$(git status --porcelain -- clients/ proto/)" ]; then git status --short -- clients/ proto/; echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; fi
+
+## Client toolchain dependencies and builds (npm, Go modules, Maven); buf lint, format, breaking.
+clients:
+	bash scripts/ci-clients.sh
+
+## Each language's client against a real sidecar on the emulator.
+test-clients: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/clients
+
+## Re-resolve the image's locked dependencies (requirements.lock) from pyproject.toml.
+lock: $(STAMP)
+	bash scripts/lock.sh
+
+## Benchmark the sidecar against its baselines (ghz is installed into .tools/bin on first use);
+## writes bench/results/latest.{json,md,png}. ARGS are passed on, e.g. ARGS="--only assess-miss".
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(ARGS)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,11 +9,16 @@ BIN=.venv/bin
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "== installing redis-server (apt-get)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 # Toolchain dependencies of the language clients (Go modules, npm, Maven), when present.
 if [ -f scripts/ci-clients.sh ]; then
   bash scripts/ci-clients.sh
+fi
+# Deploy checkers (helm, kubeconform, Kubernetes schemas), pinned, cached under .tools/.
+if [ -f scripts/ci-deploy-tools.sh ]; then
+  bash scripts/ci-deploy-tools.sh
 fi
 
 echo "== ruff"
@@ -23,9 +28,10 @@ echo "== mypy"
 $BIN/mypy
 echo "== generated code is current"
 bash scripts/generate.sh
-git diff --exit-code --stat -- clients/ proto/ || {
+if [ -n "$(git status --porcelain -- clients/ proto/)" ]; then
+  git status --short -- clients/ proto/
   echo "generated code is stale: run 'make generate' and commit" >&2
   exit 1
-}
+fi
 echo "== pytest"
 $BIN/pytest -q -p no:cacheprovider "$@"

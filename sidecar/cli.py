@@ -1,15 +1,16 @@
-"""The command line: `serve`, `emulator`, `mint-token`, `config`. Nothing else lives here."""
+"""The command line: `serve`, `emulator`, `mint-token`, `config`, `policy`, `account-id`.
+Nothing else lives here: each command's logic is in its own module."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar.config import ConfigError, load_settings, reference
+from sidecar.telemetry.logs import LogFormat, configure_logging
 
 
 def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +41,44 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     serve.add_argument("--replay-store", metavar="URL", help="memory:// or redis://host:port/db")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--outbox", type=Path, metavar="PATH", help="SQLite annotation outbox")
+    serve.add_argument("--log-format", choices=["json", "text"])
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="Prometheus scrape endpoint, e.g. :9464"
+    )
+    serve.add_argument(
+        "--telemetry-console",
+        action="store_true",
+        default=None,
+        help="also print spans and metrics on stdout (debugging)",
+    )
+    _security_flags(serve)
+
+
+def _security_flags(serve: argparse.ArgumentParser) -> None:
+    """Listener security (sidecar.security) and the kubelet probe listener."""
+    serve.add_argument(
+        "--health-listen", metavar="ADDR", help="health-only listener for kubelet probes"
+    )
+    serve.add_argument("--tls-cert-file", type=Path, help="PEM server certificate (chain)")
+    serve.add_argument("--tls-key-file", type=Path, help="PEM private key")
+    serve.add_argument(
+        "--tls-client-ca-file", type=Path, help="PEM CA bundle; require client certs (mTLS)"
+    )
+    serve.add_argument("--auth-token-file", type=Path, help="file holding the bearer token")
+    serve.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback listener without TLS or a token",
+    )
+    serve.add_argument(
+        "--secure-loopback",
+        action="store_true",
+        default=None,
+        help="secure loopback TCP listeners too (hostNetwork pods)",
+    )
+    serve.add_argument("--socket-mode", metavar="MODE", help="Unix socket permissions, e.g. 0660")
 
 
 def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +101,36 @@ def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     mint.add_argument("--reason", action="append", default=[], help="classification reason")
     mint.add_argument("--label", action="append", default=[], help="account defender label")
     mint.add_argument("--age", type=float, default=0.0, help="seconds since the token was issued")
+    mint.add_argument("--android-package", help="token from this Android app (not a web page)")
+    mint.add_argument("--ios-bundle", help="token from this iOS app (not a web page)")
+
+
+def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser("policy", help="check a policy, or replay assessments through it")
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = sub.add_parser("check", help="validate a file and print the effective rules per action")
+    check.add_argument("--config", type=Path, metavar="FILE", required=True)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    dry = sub.add_parser(
+        "dry-run", help="count what a policy would decide for recorded assessments (JSONL)"
+    )
+    dry.add_argument("--config", type=Path, metavar="FILE", required=True)
+    dry.add_argument("--input", type=Path, metavar="FILE", required=True, help="JSONL, or -")
+    dry.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _account_id_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    account = commands.add_parser("account-id", help="decrypt or protect account ids")
+    sub = account.add_subparsers(dest="account_id_command", required=True)
+    for name, text in (
+        ("decrypt", "decrypt ids that came back from Google (deterministic-encryption)"),
+        ("protect", "print what Google sees for an id"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("values", nargs="*", metavar="ID", help="default: one per stdin line")
+        command.add_argument("--config", type=Path, metavar="FILE", help="settings file")
+        command.add_argument("--key-file", type=Path, metavar="FILE", help="base64 key file")
+        command.add_argument("--mode", choices=["plain", "hmac-sha256", "deterministic-encryption"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,17 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(commands)
     _emulator_parser(commands)
     commands.add_parser("config", help="print the settings reference (Markdown)")
+    _policy_parser(commands)
+    _account_id_parser(commands)
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+def _configure_logging(level: str, fmt: LogFormat = "text", access_log: bool = True) -> None:
+    configure_logging(level, fmt, access_log=access_log)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import ListenError, run
+    from sidecar.outbox import OutboxLocked
+    from sidecar.telemetry.providers import TelemetryError
 
     try:
         settings = load_settings(
@@ -98,27 +169,45 @@ def _serve(args: argparse.Namespace) -> int:
             emulator=args.emulator,
             replay_store=args.replay_store,
             log_level=args.log_level,
+            health_listen=args.health_listen,
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            tls_client_ca_file=args.tls_client_ca_file,
+            auth_token_file=args.auth_token_file,
+            insecure_listen=args.insecure_listen,
+            secure_loopback=args.secure_loopback,
+            socket_mode=args.socket_mode,
+            outbox=args.outbox,
+            log_format=args.log_format,
+            metrics_listen=args.metrics_listen,
+            telemetry_console=args.telemetry_console,
         )
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, settings.access_log)
     try:
         return asyncio.run(run(settings))
-    except ListenError as error:
+    except (ListenError, OutboxLocked, TelemetryError) as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 1
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from sidecar.emulator import run_emulator
+    from sidecar.emulator import EmulatorBindError, run_emulator
 
     _configure_logging("INFO")
-    asyncio.run(
-        run_emulator(
-            args.listen or ["127.0.0.1:50052"], project_number=args.project_number, seed=args.seed
+    try:
+        asyncio.run(
+            run_emulator(
+                args.listen or ["127.0.0.1:50052"],
+                project_number=args.project_number,
+                seed=args.seed,
+            )
         )
-    )
+    except EmulatorBindError as error:
+        print(f"recaptcha-sidecar emulator: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -127,8 +216,8 @@ def _mint(args: argparse.Namespace) -> int:
 
     from sidecar.emulator import mint_token
 
-    print(
-        mint_token(
+    try:
+        token = mint_token(
             score=args.score,
             action=args.action,
             hostname=args.hostname,
@@ -137,8 +226,13 @@ def _mint(args: argparse.Namespace) -> int:
             invalid_reason=args.invalid_reason,
             reasons=tuple(args.reason),
             labels=tuple(args.label),
+            android_package_name=args.android_package,
+            ios_bundle_id=args.ios_bundle,
         )
-    )
+    except ValueError as error:
+        print(f"recaptcha-sidecar mint-token: {error}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
@@ -157,4 +251,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emulator(args)
     if args.command == "mint-token":
         return _mint(args)
+    if args.command == "policy":
+        from sidecar import policy_tools
+
+        if args.policy_command == "check":
+            return policy_tools.policy_check(
+                args.config, as_json=args.json, out=sys.stdout, err=sys.stderr
+            )
+        return policy_tools.policy_dry_run(
+            args.config, args.input, as_json=args.json, out=sys.stdout, err=sys.stderr
+        )
+    if args.command == "account-id":
+        from sidecar.account_id_tools import account_id_command
+
+        return account_id_command(
+            args.account_id_command,
+            args.values,
+            config=args.config,
+            mode=args.mode,
+            key_file=args.key_file,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
     return _config()

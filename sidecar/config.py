@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from sidecar import security
+from sidecar.core.accountid import KEY_ENV as ACCOUNT_ID_KEY_ENV
+from sidecar.core.accountid import AccountIdKeyError, AccountIdProtector, build_protector
 from sidecar.core.policy import Policy
 from sidecar.upstream.client import DEFAULT_ENDPOINT
 
@@ -30,6 +41,15 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "config_file", default=None
 )
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
+
+
+def _check_address(address: str) -> None:
+    """gRPC target syntax for a listener: host:port or unix:///path."""
+    if address.startswith("unix:"):
+        if not address.removeprefix("unix://").removeprefix("unix:"):
+            raise ValueError(f"{address!r}: a Unix socket needs a path")
+    elif not _HOST_PORT.fullmatch(address):
+        raise ValueError(f"{address!r}: expected host:port or unix:///path")
 
 
 class ConfigError(Exception):
@@ -130,12 +150,168 @@ class Settings(BaseSettings):
         description="Seconds between replay store pings; health is NOT_SERVING while "
         "the store is unreachable.",
     )
+    retry_max_attempts: int = Field(
+        3, ge=1, le=10, description="Most attempts per upstream call, the first included."
+    )
+    retry_initial_backoff: float = Field(
+        0.05, gt=0, le=10, description="Back-off ceiling before the first retry, in seconds."
+    )
+    retry_max_backoff: float = Field(
+        1.0, gt=0, le=60, description="Largest back-off between attempts, in seconds."
+    )
+    retry_backoff_multiplier: float = Field(
+        2.0, ge=1, le=10, description="Growth of the back-off ceiling per retry (full jitter)."
+    )
+    retry_budget_ratio: float = Field(
+        0.2, ge=0, le=10, description="Retries allowed per upstream request (0.2: 20%)."
+    )
+    retry_budget_min_per_second: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="Retries always allowed per second, on top of the ratio; the budget "
+        "banks up to 10 s of them.",
+    )
+    breaker_failure_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of failed upstream attempts in the window that opens the breaker.",
+    )
+    breaker_min_calls: int = Field(
+        10, ge=1, description="Attempts in the window before the breaker may open."
+    )
+    breaker_window: float = Field(
+        10.0, gt=0, le=600, description="Seconds of attempts the breaker looks back on."
+    )
+    breaker_cooldown: float = Field(
+        5.0, gt=0, le=600, description="Seconds an open breaker waits before one probe."
+    )
+    max_in_flight: int = Field(
+        256, ge=1, description="Assess (and Annotate) calls handled at once; more wait."
+    )
+    max_queued: int = Field(
+        256,
+        ge=0,
+        description="Calls waiting for a slot; past it RESOURCE_EXHAUSTED at once.",
+    )
+    outbox: Path | None = Field(
+        None,
+        description="SQLite file queueing annotations durably (WAL, synchronous=FULL); "
+        "unset: Annotate sends synchronously and queues nothing.",
+    )
+    outbox_wait_for_upstream: bool = Field(
+        False, description="Treat every Annotate as wait_for_upstream (synchronous delivery)."
+    )
+    outbox_batch_size: int = Field(
+        100, ge=1, le=10_000, description="Annotations per flush; this many queued flush at once."
+    )
+    outbox_flush_interval: float = Field(
+        0.5, gt=0, le=60, description="Seconds between flushes of a partial batch."
+    )
+    outbox_concurrency: int = Field(
+        8, ge=1, le=256, description="Annotations sent upstream at once by the flusher."
+    )
+    outbox_max_attempts: int = Field(
+        10,
+        ge=1,
+        description="Rejections of one annotation (INVALID_ARGUMENT, NOT_FOUND) before it "
+        "moves to the dead letter; transient failures are retried without limit.",
+    )
+    outbox_max_backoff: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait before a failed annotation is retried."
+    )
+    outbox_max_items: int = Field(
+        100_000, ge=1, description="Most annotations queued; past it RESOURCE_EXHAUSTED."
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="Seconds after SIGTERM to finish calls in flight and flush the outbox.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest log level written."
+    )
+    health_listen: str | None = Field(
+        None,
+        description="Extra address serving only `grpc.health.v1.Health`, in the clear and "
+        "without auth, for kubelet gRPC probes (e.g. `0.0.0.0:8086`). Off when unset.",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM server certificate (chain) for listeners reachable from outside the "
+        "pod; with tls_key_file. Re-read when the file changes.",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle: when set, exposed listeners require a client certificate "
+        "that chains to it (mTLS).",
+    )
+    auth_token_file: Path | None = Field(
+        None,
+        description="File holding the bearer token (16+ characters) that calls on exposed "
+        "listeners must send as `authorization: Bearer …`. Re-read when the file changes.",
+    )
+    insecure_listen: bool = Field(
+        False,
+        description="Allow a listener reachable from outside the pod without TLS or a token.",
+    )
+    secure_loopback: bool = Field(
+        False,
+        description="Treat loopback TCP listeners as exposed too (hostNetwork pods share "
+        "loopback with the node). Unix sockets stay guarded by socket_mode.",
+    )
+    socket_mode: str = Field(
+        "0660",
+        description="Permission bits of Unix socket files, octal (quote it in YAML).",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="`json`: one JSON object per line on stderr, with trace and span ids; "
+        "`text`: plain lines for a terminal.",
+    )
+    access_log: bool = Field(
+        True, description="One INFO line per RPC: method, status, verdict, duration."
+    )
+    metrics_listen: str = Field(
+        "",
+        description="`host:port` of the Prometheus scrape endpoint, e.g. `127.0.0.1:9464` "
+        "(`:9464`: every interface); empty: none. Traces and OTLP metrics are configured "
+        "with the standard `OTEL_*` variables.",
+    )
+    telemetry_console: bool = Field(
+        False, description="Also print spans and metrics on stdout (debugging)."
     )
     policy: Policy = Field(
         default_factory=Policy, description="Decision rules; see the policy reference."
     )
+    policy_reload_interval: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Seconds between looks at the config file for a changed policy (a "
+        "mounted ConfigMap); 0: only on SIGHUP.",
+    )
+    account_id_protection: Literal["plain", "hmac-sha256", "deterministic-encryption"] = Field(
+        "plain",
+        description="What account_id becomes before it leaves the pod, in Assess and Annotate "
+        "alike: as given, HMAC-SHA256 under a secret salt, or AES-SIV (decryptable with "
+        "`recaptcha-sidecar account-id decrypt`).",
+    )
+    account_id_key_file: Path | None = Field(
+        None,
+        description="File holding the base64 key or salt for account_id_protection (a "
+        "mounted Secret); wins over account_id_key.",
+    )
+    account_id_key: SecretStr | None = Field(
+        None,
+        description="The base64 key or salt for account_id_protection; environment only, "
+        "refused in the config file.",
+    )
+
+    _source: tuple[Path | None, dict[str, Any]] = PrivateAttr(default=(None, {}))
 
     @classmethod
     def settings_customise_sources(
@@ -150,7 +326,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _config_file.get()
         if path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            sources.append(_ConfigFileSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
     @field_validator("listen", mode="before")
@@ -164,11 +340,31 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one address is needed")
         for address in value:
-            if address.startswith("unix:"):
-                if not address.removeprefix("unix://").removeprefix("unix:"):
-                    raise ValueError(f"{address!r}: a Unix socket needs a path")
-            elif not _HOST_PORT.fullmatch(address):
-                raise ValueError(f"{address!r}: expected host:port or unix:///path")
+            _check_address(address)
+        return value
+
+    @field_validator("health_listen", mode="before")
+    @classmethod
+    def _health_listen_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("health_listen")
+    @classmethod
+    def _health_listen_syntax(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_address(value)
+        return value
+
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _socket_mode(cls, value: Any) -> str:
+        return security.parse_socket_mode(value)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_syntax(cls, value: str) -> str:
+        if value and not (_HOST_PORT.fullmatch(value) or re.fullmatch(r":\d{1,5}", value)):
+            raise ValueError(f"{value!r}: expected host:port, e.g. 127.0.0.1:9464")
         return value
 
     @field_validator("replay_store")
@@ -184,16 +380,71 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _backoff_order(self) -> Settings:
+        if self.retry_max_backoff < self.retry_initial_backoff:
+            raise ValueError("retry_max_backoff: must be at least retry_initial_backoff")
+        return self
+
+    @model_validator(mode="after")
     def _needs_project(self) -> Settings:
         if not self.emulator and not self.project:
             raise ValueError("project: required unless --emulator is given")
         return self
+
+    @model_validator(mode="after")
+    def _listener_security(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file: mTLS needs tls_cert_file and tls_key_file")
+        health = self.health_listen
+        if health is not None and not health.endswith(":0") and health in self.listen:
+            raise ValueError("health_listen: must differ from every listen address")
+        problem = security.listen_problem(
+            self.listen,
+            secure_loopback=self.secure_loopback,
+            tls=self.tls_cert_file is not None,
+            token=self.auth_token_file is not None,
+            insecure_listen=self.insecure_listen,
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def config_file(self) -> Path | None:
+        """The YAML file these settings were read from, if any (hot reload watches it)."""
+        return self._source[0]
+
+    def reloaded(self) -> Settings:
+        """Settings read again from the same file, environment and flags."""
+        return load_settings(self._source[0], **self._source[1])
+
+    def account_id_protector(self) -> AccountIdProtector:
+        """The configured protection, with its key read now; AccountIdKeyError if unusable."""
+        key = self.account_id_key.get_secret_value() if self.account_id_key else None
+        return build_protector(self.account_id_protection, self.account_id_key_file, key)
 
     def resolved_api_key(self) -> str | None:
         """The API key from its file (a mounted Secret) or the setting; never logged."""
         if self.api_key_file is not None:
             return self.api_key_file.read_text().strip() or None
         return self.api_key.get_secret_value() if self.api_key else None
+
+
+class _ConfigFileSource(YamlConfigSettingsSource):
+    """The YAML file, which may not hold secrets meant for the environment or a file."""
+
+    _FORBIDDEN = ("account_id_key",)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for key in self._FORBIDDEN:
+            if key in data:
+                raise ValueError(
+                    f"{key}: not read from the config file; use {key}_file or {ACCOUNT_ID_KEY_ENV}"
+                )
+        return data
 
 
 def _describe(error: ValidationError) -> str:
@@ -214,14 +465,31 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
-    except ValueError as error:  # YAML that does not parse, JSON env that does not parse
+    except ValueError as error:  # JSON env that does not parse
         raise ConfigError(f"invalid configuration:\n  {error}") from None
+    except yaml.YAMLError as error:  # a config file that is not YAML
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or "not YAML"
+        raise ConfigError(f"invalid configuration:\n  config: {problem}{where}") from None
     finally:
         _config_file.reset(token)
     if settings.api_key_file is not None and not settings.api_key_file.is_file():
         raise ConfigError(
             f"invalid configuration:\n  api_key_file: no such file {settings.api_key_file}"
         )
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_token_file"):
+        path = getattr(settings, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"invalid configuration:\n  {key}: no such file {path}")
+    try:
+        settings.account_id_protector()
+    except AccountIdKeyError as error:
+        raise ConfigError(
+            f"invalid configuration:\n  account_id_protection {settings.account_id_protection}: "
+            f"{error}"
+        ) from None
+    settings._source = (config_file, overrides)
     return settings
 
 

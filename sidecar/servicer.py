@@ -181,7 +181,7 @@ def to_annotation_request(message: sidecar_pb2.AnnotateRequest) -> AnnotationReq
     )
 
 
-class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):  # type: ignore[misc]
+class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
     """recaptcha.sidecar.v1.VerificationService over the transport-neutral core."""
 
     def __init__(self, verifier: Verifier, annotator: Annotator) -> None:

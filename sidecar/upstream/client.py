@@ -16,6 +16,8 @@ from google.cloud.recaptchaenterprise_v1.services.recaptcha_enterprise_service.t
     grpc_asyncio as gapic_transport,
 )
 from google.cloud.recaptchaenterprise_v1.types import recaptchaenterprise as types
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment, UserIdKind
 from sidecar.core.policy import FailureKind
@@ -142,6 +144,21 @@ def build_annotate_request(request: AnnotationRequest) -> object:
     return message
 
 
+def retry_info_delay(details: bytes) -> float | None:
+    """The `google.rpc.RetryInfo.retry_delay` in a `grpc-status-details-bin` trailer, if any."""
+    try:
+        status = status_pb2.Status.FromString(details)
+    except DecodeError:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delay: float = info.retry_delay.ToTimedelta().total_seconds()
+            return max(0.0, delay)
+    return None
+
+
 def classify(error: grpc.aio.AioRpcError) -> UpstreamError:
     """One place that turns a gRPC failure into the core's failure classes."""
     code = error.code()
@@ -152,6 +169,8 @@ def classify(error: grpc.aio.AioRpcError) -> UpstreamError:
                 pushback = max(0.0, int(value) / 1000.0)
             except ValueError:
                 pushback = None
+        elif key == "grpc-status-details-bin" and pushback is None and isinstance(value, bytes):
+            pushback = retry_info_delay(value)
     if code in _NOT_PROCESSED:
         return UpstreamError(
             _NOT_PROCESSED[code], code.name, error.details() or "", reached=False, pushback=pushback

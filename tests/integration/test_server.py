@@ -257,3 +257,33 @@ def test_mint_token_command_prints_a_token_the_emulator_accepts() -> None:
     claims = parse_token(done.stdout.strip())
     assert claims is not None
     assert (claims.score, claims.action) == (pytest.approx(0.3), "signup")
+
+
+def test_mint_token_rejects_unknown_names_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "mint-token", "--invalid-reason", "NOPE"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("recaptcha-sidecar mint-token:")
+    assert "Traceback" not in done.stderr
+
+
+def test_emulator_on_taken_port_says_so() -> None:
+    port = free_port()
+    first = emulator_process("--listen", f"127.0.0.1:{port}")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "emulator", "--listen", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 1
+        assert f"127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    finally:
+        first.terminate()

@@ -16,8 +16,7 @@ def test_readme_config_reference_is_current() -> None:
     with contextlib.redirect_stdout(out):
         assert main(["config"]) == 0
     text = README.read_text()
-    start = text.index("<!-- config-reference:start -->\n") + len(
-        "<!-- config-reference:start -->\n"
-    )
+    marker = "<!-- config-reference:start -->\n"
+    start = text.index(marker) + len(marker)
     end = text.index("<!-- config-reference:end -->")
     assert text[start:end] == out.getvalue(), "run `recaptcha-sidecar config` and paste it"

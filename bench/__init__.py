@@ -1,0 +1,1 @@
+"""The benchmark: baselines and the sidecar in one run (`make bench` → `python -m bench.run`)."""

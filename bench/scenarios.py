@@ -1,0 +1,122 @@
+"""The benchmark's scenarios, one row each: what runs, with which arguments and environment.
+
+A row names the features it needs; a feature that this build of the sidecar lacks (a flag that
+`serve --help` does not list, a module that is absent, a binary not installed) makes the row
+"not available in this build" instead of a failure, so the same table measures main as the
+other issues land. Placeholders in `args` and `env` (`{redis}`, `{otlp}`, `{outbox}`, `{uds}`)
+are filled in by the runner with the addresses of what it started for the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Hop = Literal["direct", "passthrough", "sidecar"]
+Workload = Literal["create", "assess-miss", "assess-replay", "annotate"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    hop: Hop
+    workload: Workload
+    what: str  # one line for the README table
+    args: tuple[str, ...] = ()  # extra `recaptcha-sidecar serve` arguments
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the sidecar
+    uds: bool = False  # the load generator calls the sidecar's Unix socket
+    needs: tuple[str, ...] = ()  # features (bench/features.py)
+
+
+_TRACING = {
+    "OTEL_TRACES_EXPORTER": "otlp",
+    "OTEL_METRICS_EXPORTER": "otlp",
+    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://{otlp}",
+    "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    "OTEL_SERVICE_NAME": "recaptcha-sidecar-bench",
+    "OTEL_TRACES_SAMPLER": "always_on",
+    "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+}
+_REDIS = ("--replay-store", "redis://{redis}/0")
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "direct",
+        "direct",
+        "create",
+        "baseline: the load generator calls the emulator's CreateAssessment itself",
+    ),
+    Scenario(
+        "passthrough",
+        "passthrough",
+        "create",
+        "baseline: a grpc.aio proxy relaying raw bytes to the emulator (the Python-hop floor)",
+    ),
+    Scenario(
+        "assess-miss",
+        "sidecar",
+        "assess-miss",
+        "Assess, fresh token every call (replay store miss → upstream → policy), memory store, TCP",
+    ),
+    Scenario(
+        "assess-replay",
+        "sidecar",
+        "assess-replay",
+        "Assess, already-seen tokens: DUPLICATE from the memory store, no upstream call",
+    ),
+    Scenario(
+        "assess-miss-no-access-log",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss, access log off (with no exporter configured: no telemetry interceptor)",
+        env={"RECAPTCHA_SIDECAR_ACCESS_LOG": "false"},
+        needs=("access-log",),
+    ),
+    Scenario(
+        "assess-miss-uds",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss, over the Unix socket",
+        uds=True,
+    ),
+    Scenario(
+        "assess-miss-tracing",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss, with OTLP traces and metrics exported (every call sampled)",
+        env=_TRACING,
+        needs=("tracing",),
+    ),
+    Scenario(
+        "assess-miss-redis",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss, replay store in Redis (a local redis-server)",
+        args=_REDIS,
+        needs=("redis",),
+    ),
+    Scenario(
+        "assess-replay-redis",
+        "sidecar",
+        "assess-replay",
+        "as assess-replay, replay store in Redis",
+        args=_REDIS,
+        needs=("redis",),
+    ),
+    Scenario(
+        "annotate-direct",
+        "sidecar",
+        "annotate",
+        "Annotate sent upstream before answering (no outbox)",
+    ),
+    Scenario(
+        "annotate-outbox",
+        "sidecar",
+        "annotate",
+        "Annotate into the durable outbox (answered QUEUED, flushed in the background)",
+        args=("--outbox", "{outbox}"),
+        needs=("outbox",),
+    ),
+)

@@ -1,0 +1,45 @@
+"""Annotate through the outbox: the core `Annotator` the server uses when `outbox` is set."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sidecar.core.annotate import Delivery
+from sidecar.core.model import AnnotationRequest
+from sidecar.core.validation import validate_annotation
+from sidecar.outbox.flusher import Flusher
+from sidecar.outbox.outbox import Outbox
+
+
+class OutboxAnnotator:
+    """Validate, append durably, acknowledge (QUEUED). With `wait_for_upstream` (per request
+    or for every request) the row is sent at once and the answer says DELIVERED, or carries
+    upstream's refusal, or QUEUED when upstream could not be reached in time."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        flusher: Flusher,
+        *,
+        wait_for_upstream: bool = False,
+        upstream_timeout: float = 5.0,
+        deadline_margin: float = 0.02,
+    ) -> None:
+        self._outbox = outbox
+        self._flusher = flusher
+        self._wait_for_upstream = wait_for_upstream
+        self._upstream_timeout = upstream_timeout
+        self._deadline_margin = deadline_margin
+
+    async def annotate(self, request: AnnotationRequest, timeout: float | None) -> Delivery:
+        validate_annotation(request)
+        wait = request.wait_for_upstream or self._wait_for_upstream
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        row_id = await self._outbox.append(request, lease=wait)
+        if not wait:
+            return Delivery.QUEUED
+        budget = self._upstream_timeout
+        if timeout is not None:
+            budget = min(budget, timeout - (loop.time() - started) - self._deadline_margin)
+        return await self._flusher.deliver_now(row_id, request, budget)

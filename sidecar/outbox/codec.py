@@ -1,0 +1,57 @@
+"""Annotations as stored in the outbox: compact JSON, so a queue written by one version of
+the sidecar is read by the next (no pickles, no protobuf descriptors in the file)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sidecar.core.model import AnnotationRequest, TransactionEvent
+
+FORMAT_VERSION = 1
+
+
+def encode(request: AnnotationRequest) -> bytes:
+    """Domain annotation → stored bytes. `wait_for_upstream` is a property of the call, not
+    of the annotation, and is not stored."""
+    body: dict[str, Any] = {"v": FORMAT_VERSION, "name": request.assessment_name}
+    if request.annotation:
+        body["annotation"] = request.annotation
+    if request.reasons:
+        body["reasons"] = list(request.reasons)
+    if request.account_id:
+        body["account_id"] = request.account_id
+    event = request.transaction_event
+    if event is not None:
+        body["transaction_event"] = {
+            "event_type": event.event_type,
+            "reason": event.reason,
+            "value": event.value,
+            "event_time": event.event_time,
+        }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> AnnotationRequest:
+    """Stored bytes → domain annotation; ValueError for anything unreadable."""
+    body = json.loads(data)
+    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION:
+        raise ValueError("unknown outbox record format")
+    event = None
+    raw_event = body.get("transaction_event")
+    if isinstance(raw_event, dict):
+        event = TransactionEvent(
+            event_type=str(raw_event.get("event_type", "")),
+            reason=str(raw_event.get("reason", "")),
+            value=float(raw_event.get("value", 0.0)),
+            event_time=(
+                None if raw_event.get("event_time") is None else float(raw_event["event_time"])
+            ),
+        )
+    return AnnotationRequest(
+        assessment_name=str(body["name"]),
+        annotation=str(body.get("annotation", "")),
+        reasons=tuple(str(r) for r in body.get("reasons", ())),
+        account_id=str(body.get("account_id", "")),
+        transaction_event=event,
+    )

@@ -1,0 +1,228 @@
+"""The flusher: sends queued annotations upstream in batches and settles each row.
+
+A batch goes out when `batch_size` rows were appended since the last one, or every
+`flush_interval` seconds. Within a batch at most `concurrency` sends run at once, each with
+its own retries (the resilient upstream's) and then its own schedule: a row is deleted only
+after upstream accepted it; a transient failure (unavailable, deadline, quota, credentials)
+comes back later with exponential back-off, however long the outage; a rejection of the row
+itself (INVALID_ARGUMENT, NOT_FOUND) counts toward `max_attempts`, after which the row moves to
+the dead-letter table. At shutdown `stop` makes one last pass over every row for the time left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sidecar.core.annotate import Delivery
+from sidecar.core.errors import UpstreamRejected
+from sidecar.core.model import AnnotationRequest
+from sidecar.outbox import codec
+from sidecar.outbox.outbox import Outbox
+from sidecar.outbox.store import Retry, Row
+from sidecar.upstream.base import Upstream
+from sidecar.upstream.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+# Rejections of the annotation itself: repeating them can only help if upstream was briefly
+# inconsistent (an assessment name not visible yet), so they are counted and end in the
+# dead letter. Anything else says nothing about the row and is retried for as long as it takes.
+ROW_REJECTIONS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
+BREAKER_PAUSE = 1.0  # seconds before a row refused by our own breaker is tried again
+DRAIN_PAUSE = 0.1  # seconds between passes over the queue at shutdown
+
+
+@dataclass(frozen=True, slots=True)
+class FlushSettings:
+    batch_size: int = 100
+    flush_interval: float = 0.5
+    concurrency: int = 8
+    max_attempts: int = 10
+    send_timeout: float = 5.0
+    initial_backoff: float = 0.5
+    max_backoff: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What to do with a row after one send."""
+
+    delivered: bool = False
+    retry: Retry | None = None
+    dead: str = ""  # the reason, when the row goes to the dead letter
+
+
+def backoff(settings: FlushSettings, attempts: int) -> float:
+    """Exponential with jitter in [half, full], so rows failed together spread out."""
+    ceiling = min(settings.max_backoff, settings.initial_backoff * 2.0 ** min(attempts, 30))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def judge(row: Row, error: UpstreamError | None, now: float, settings: FlushSettings) -> Judgement:
+    """The fate of a row after one send (pure, so it is tested on its own)."""
+    if error is None:
+        return Judgement(delivered=True)
+    reason = f"{error.code}: {error}"[:500]
+    if error.code in ROW_REJECTIONS:
+        if row.rejections + 1 >= settings.max_attempts:
+            return Judgement(dead=reason)
+        delay = backoff(settings, row.rejections)
+        return Judgement(retry=Retry(row.id, now + delay, reason, attempted=True, rejected=True))
+    if error.reached is False and error.code == "BREAKER_OPEN":
+        pause = BREAKER_PAUSE * random.uniform(1.0, 2.0)
+        return Judgement(retry=Retry(row.id, now + pause, reason, attempted=False, rejected=False))
+    delay = backoff(settings, row.attempts)
+    return Judgement(retry=Retry(row.id, now + delay, reason, attempted=True, rejected=False))
+
+
+class Flusher:
+    """Drains an `Outbox` into an `Upstream`."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        upstream: Upstream,
+        settings: FlushSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._outbox = outbox
+        self._upstream = upstream
+        self._settings = settings or FlushSettings()
+        self._clock = clock
+        self._gate = asyncio.Semaphore(self._settings.concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.delivered_total = 0
+        self.failed_total = 0
+        self.dead_lettered_total = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-flusher")
+
+    async def _run(self) -> None:
+        self._outbox.trigger_after = self._settings.batch_size
+        while not self._stopping:
+            # Size trigger: a batch's worth appended. Time trigger: the interval passed,
+            # which also picks up rows whose back-off has expired.
+            await self._outbox.wait_trigger(self._settings.flush_interval)
+            try:
+                while not self._stopping:
+                    sent, _ = await self._flush_once(deadline=None)
+                    if sent < self._settings.batch_size:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox flush failed; retrying after the interval")
+
+    async def _flush_once(
+        self, *, deadline: float | None, after_id: int | None = None
+    ) -> tuple[int, int]:
+        """Lease one batch, send it, settle it: (rows leased, last row id)."""
+        rows = await self._outbox.lease_due(self._settings.batch_size, after_id=after_id)
+        if not rows:
+            return 0, after_id or 0
+        try:
+            results = await asyncio.gather(*(self._send(row, deadline) for row in rows))
+            delivered, retries, dead, cut = self._sort(rows, results)
+            await self._outbox.settle(delivered, retries, dead)
+        except BaseException:
+            self._outbox.release_soon([row.id for row in rows])  # due again, never stuck
+            raise
+        self._outbox.release_soon(cut)
+        self.delivered_total += len(delivered)
+        self.failed_total += len(retries) + len(dead)
+        if dead:
+            self.dead_lettered_total += len(dead)
+            log.warning("annotations moved to the dead letter", extra={"count": len(dead)})
+        return len(rows), rows[-1].id
+
+    @staticmethod
+    def _sort(
+        rows: list[Row], results: list[Judgement | None]
+    ) -> tuple[list[int], list[Retry], list[tuple[int, str]], list[int]]:
+        delivered, retries, dead, cut = [], [], [], []
+        for row, judgement in zip(rows, results, strict=True):
+            if judgement is None:
+                cut.append(row.id)
+            elif judgement.delivered:
+                delivered.append(row.id)
+            elif judgement.retry is not None:
+                retries.append(judgement.retry)
+            else:
+                dead.append((row.id, judgement.dead))
+        return delivered, retries, dead, cut
+
+    async def _send(self, row: Row, deadline: float | None) -> Judgement | None:
+        """One row upstream; None when time ran out before it could be sent."""
+        try:
+            request = codec.decode(row.payload)
+        except (ValueError, KeyError, TypeError) as error:
+            return Judgement(dead=f"unreadable: {type(error).__name__}")
+        async with self._gate:
+            timeout = self._settings.send_timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    return None
+            try:
+                await self._upstream.annotate(request, timeout=timeout)
+            except UpstreamError as error:
+                return judge(row, error, self._clock(), self._settings)
+        return Judgement(delivered=True)
+
+    async def deliver_now(
+        self, row_id: int, request: AnnotationRequest, timeout: float
+    ) -> Delivery:
+        """Synchronous delivery of a row leased at append: DELIVERED once upstream accepted
+        it; `UpstreamRejected` when upstream refused the annotation itself (the row is
+        dropped: the caller has the answer); QUEUED when upstream could not be reached in
+        time (the row stays queued and the flusher keeps trying)."""
+        row = Row(row_id, b"", 0.0, 0, 0)
+        try:
+            timeout = min(timeout, self._settings.send_timeout)
+            if timeout <= 0:
+                self._outbox.release_soon([row_id])
+                return Delivery.QUEUED
+            await self._upstream.annotate(request, timeout=timeout)
+        except UpstreamError as error:
+            judgement = judge(row, error, self._clock(), self._settings)
+            if error.code in ROW_REJECTIONS:
+                await self._outbox.settle(delivered=[row_id])  # reported, not queued
+                raise UpstreamRejected(error.code, str(error)) from None
+            assert judgement.retry is not None
+            await self._outbox.settle(retries=[judgement.retry])
+            return Delivery.QUEUED
+        except BaseException:
+            self._outbox.release_soon([row_id])
+            raise
+        await self._outbox.settle(delivered=[row_id])
+        self.delivered_total += 1
+        return Delivery.DELIVERED
+
+    async def stop(self, timeout: float) -> int:
+        """Stop the loop, then pass over every queued row, whatever its schedule, until the
+        queue is empty or `timeout` seconds are spent; how many rows are left (they stay in
+        the file for the next start)."""
+        self._stopping = True
+        self._outbox.kick()
+        deadline = time.monotonic() + max(0.0, timeout)
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=max(0.0, timeout))
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        after_id = 0
+        while time.monotonic() < deadline and self._outbox.depth():
+            leased, after_id = await self._flush_once(deadline=deadline, after_id=after_id)
+            if not leased:  # a pass is over; rows that failed get another while time lasts
+                after_id = 0
+                await asyncio.sleep(min(DRAIN_PAUSE, max(0.0, deadline - time.monotonic())))
+        return self._outbox.depth()

@@ -1,0 +1,394 @@
+"""The metric instruments, created once per meter, and the catalog the README is built from.
+
+Every label value is either a fixed enum name or an action name the operator configured, so no
+client input can grow the number of series (and no user data can reach a label). The three
+decision metrics mirror the ones Identity Platform publishes for its own reCAPTCHA integration.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+# Risk scores are 0.0 … 1.0; Google documents 11 levels, so ten buckets of 0.1 lose nothing.
+SCORE_BUCKETS: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
+# Seconds: from an in-memory replay lookup (~µs) to a slow upstream (the 5 s default timeout).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+OTHER_ACTION = "other"
+NO_ACTION = "none"
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One documented metric: its OpenTelemetry name, Prometheus name, kind and labels."""
+
+    name: str
+    prometheus: str
+    kind: str
+    labels: tuple[str, ...]
+    description: str
+
+
+CATALOG: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "verdict_count",
+        "verdict_count_total",
+        "counter",
+        ("verdict", "action"),
+        "Assess answers by verdict: PASSED, FAILED_AUDIT, FAILED_ENFORCE.",
+    ),
+    MetricSpec(
+        "token_count",
+        "token_count_total",
+        "counter",
+        ("status", "action"),
+        "Assess answers by token status: VALID, INVALID, EXPIRED, DUPLICATE, MISSING, UNCHECKED.",
+    ),
+    MetricSpec(
+        "risk_scores",
+        "risk_scores",
+        "histogram",
+        ("action",),
+        "Scores of fresh VALID assessments (buckets 0.0, 0.1 … 1.0); replays are not re-counted.",
+    ),
+    MetricSpec(
+        "rpc.server.call.duration",
+        "rpc_server_call_duration_seconds",
+        "histogram",
+        ("rpc_service", "rpc_method", "rpc_grpc_status_code"),
+        "Time to answer each RPC (health checks excluded), in seconds.",
+    ),
+    MetricSpec(
+        "rpc.server.active_requests",
+        "rpc_server_active_requests",
+        "gauge",
+        ("rpc_service", "rpc_method"),
+        "RPCs in flight.",
+    ),
+    MetricSpec(
+        "upstream.duration",
+        "upstream_duration_seconds",
+        "histogram",
+        ("method", "code"),
+        "Time of each upstream attempt, in seconds; code is the gRPC status name (OK, …).",
+    ),
+    MetricSpec(
+        "upstream.attempts",
+        "upstream_attempts_total",
+        "counter",
+        ("method", "code", "retry"),
+        "Upstream attempts; retry is true for the second and later attempt of one call.",
+    ),
+    MetricSpec(
+        "upstream.errors",
+        "upstream_errors_total",
+        "counter",
+        ("method", "code"),
+        "Upstream attempts that failed, by gRPC status name.",
+    ),
+    MetricSpec(
+        "upstream.breaker.state",
+        "upstream_breaker_state",
+        "gauge",
+        ("breaker",),
+        "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+    ),
+    MetricSpec(
+        "upstream.retry_budget",
+        "upstream_retry_budget",
+        "gauge",
+        ("budget",),
+        "Retry budget left, 0.0 (exhausted: no retries) … 1.0 (full).",
+    ),
+    MetricSpec(
+        "replay.lookups",
+        "replay_lookups_total",
+        "counter",
+        ("result",),
+        "Replay store claims: miss (first sight), hit (seen before), error (store failed).",
+    ),
+    MetricSpec(
+        "replay.duration",
+        "replay_duration_seconds",
+        "histogram",
+        ("operation", "outcome"),
+        "Time of each replay store operation (claim, settle, release, get), in seconds.",
+    ),
+    MetricSpec(
+        "outbox.depth",
+        "outbox_depth",
+        "gauge",
+        (),
+        "Annotations waiting in the outbox.",
+    ),
+    MetricSpec(
+        "outbox.oldest_age",
+        "outbox_oldest_age_seconds",
+        "gauge",
+        (),
+        "Age of the oldest waiting annotation, in seconds (0 when empty).",
+    ),
+    MetricSpec(
+        "outbox.dead_letters",
+        "outbox_dead_letters",
+        "gauge",
+        (),
+        "Annotations given up on and kept in the dead-letter table.",
+    ),
+)
+
+
+class BreakerStats(Protocol):
+    """What the retry layer exposes about its circuit breaker. Read from the metrics exporter's
+    thread at each collection: it must be cheap and must not block (read a field)."""
+
+    def breaker_state(self) -> str:
+        """`closed`, `half_open` or `open`."""
+        ...
+
+
+class RetryBudgetStats(Protocol):
+    """What the retry layer exposes about its retry budget (same threading rule)."""
+
+    def retry_budget_level(self) -> float:
+        """Budget left, 0.0 … 1.0."""
+        ...
+
+
+class OutboxStats(Protocol):
+    """What the annotation outbox exposes (same threading rule: cached numbers, no I/O)."""
+
+    def outbox_depth(self) -> int:
+        """Items waiting."""
+        ...
+
+    def outbox_oldest_age(self) -> float:
+        """Seconds since the oldest waiting item was accepted; 0 when empty."""
+        ...
+
+    def outbox_dead_letters(self) -> int:
+        """Items in the dead-letter table."""
+        ...
+
+
+class ActionLabels:
+    """Maps an app-supplied action name to a bounded label: the name itself only when the
+    operator configured it (a `policy.actions` entry), `none` when empty, else `other`."""
+
+    def __init__(self, known: Callable[[], Collection[str]]) -> None:
+        self._known = known
+
+    def __call__(self, action: str) -> str:
+        if not action:
+            return NO_ACTION
+        name = action.lower()
+        return name if name in self._known() else OTHER_ACTION
+
+
+T = TypeVar("T")
+
+
+class Tally:
+    """A counter kept in a plain dict and reported at collection time (an observable counter).
+
+    The SDK's synchronous `add` costs ~5 µs (attribute checks, hashing, a lock, per reader);
+    this costs a dict update, and the hot path makes about ten of them per Assess. Adds come
+    from the event loop thread; the exporter thread reads a copy.
+    """
+
+    __slots__ = ("_counts", "_keys")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = keys
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def add(self, *values: str, amount: int = 1) -> None:
+        """Count `amount` for the series with these label values (in `keys` order)."""
+        self._counts[values] = self._counts.get(values, 0) + amount
+
+    def value(self, *values: str) -> int:
+        return self._counts.get(values, 0)
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        for values, count in self._counts.copy().items():
+            yield Observation(count, dict(zip(self._keys, values, strict=True)))
+
+
+class _Registry(Generic[T]):
+    """Providers registered after the instruments were made (the outbox starts later)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[str, T]] = []
+
+    def add(self, name: str, item: T) -> None:
+        with self._lock:
+            self._items.append((name, item))
+
+    def items(self) -> list[tuple[str, T]]:
+        with self._lock:
+            return list(self._items)
+
+
+class Instruments:
+    """Every instrument the sidecar records into. With the API's no-op meter each record call
+    is a cheap no-op, so callers never check whether metrics are on."""
+
+    def __init__(self, meter: Meter, actions: ActionLabels) -> None:
+        self.actions = actions
+        self.verdicts = self._tally(meter, "verdict_count", ("verdict", "action"), "{answer}")
+        self.tokens = self._tally(meter, "token_count", ("status", "action"), "{answer}")
+        self.risk_scores = meter.create_histogram(
+            "risk_scores",
+            "",
+            "Scores of fresh VALID assessments.",
+            explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
+        )
+        self.rpc_duration = meter.create_histogram(
+            "rpc.server.call.duration",
+            "s",
+            "Time to answer each RPC.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.rpc_active = Tally(("rpc.service", "rpc.method"))
+        meter.create_observable_up_down_counter(
+            "rpc.server.active_requests",
+            [self.rpc_active.observe],
+            "{request}",
+            _description("rpc.server.active_requests"),
+        )
+        self.upstream_duration = meter.create_histogram(
+            "upstream.duration",
+            "s",
+            "Time of each upstream attempt.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.upstream_attempts = self._tally(
+            meter, "upstream.attempts", ("method", "code", "retry"), "{attempt}"
+        )
+        self.upstream_errors = self._tally(
+            meter, "upstream.errors", ("method", "code"), "{attempt}"
+        )
+        self.replay_lookups = self._tally(meter, "replay.lookups", ("result",), "{lookup}")
+        self.replay_duration = meter.create_histogram(
+            "replay.duration",
+            "s",
+            "Time of each replay store operation.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self._breakers: _Registry[BreakerStats] = _Registry()
+        self._budgets: _Registry[RetryBudgetStats] = _Registry()
+        self._outboxes: _Registry[OutboxStats] = _Registry()
+        meter.create_observable_gauge(
+            "upstream.breaker.state",
+            [self._observe_breakers],
+            "",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+        )
+        meter.create_observable_gauge(
+            "upstream.retry_budget", [self._observe_budgets], "", "Retry budget left, 0 … 1."
+        )
+        meter.create_observable_gauge(
+            "outbox.depth", [self._outbox(lambda o: o.outbox_depth())], "{item}", "Waiting."
+        )
+        meter.create_observable_gauge(
+            "outbox.oldest_age",
+            [self._outbox(lambda o: o.outbox_oldest_age())],
+            "s",
+            "Age of the oldest waiting annotation.",
+        )
+        meter.create_observable_gauge(
+            "outbox.dead_letters",
+            [self._outbox(lambda o: o.outbox_dead_letters())],
+            "{item}",
+            "Annotations in the dead-letter table.",
+        )
+
+    @staticmethod
+    def _tally(meter: Meter, name: str, keys: tuple[str, ...], unit: str) -> Tally:
+        tally = Tally(keys)
+        meter.create_observable_counter(name, [tally.observe], unit, _description(name))
+        return tally
+
+    # Decisions: recorded in exactly one place per front door (the gRPC interceptor).
+    def record_decision(
+        self, *, verdict: str, token_status: str, action: str, score: float | None
+    ) -> None:
+        """Count one Assess answer. `action` is already a bounded label (see ActionLabels);
+        `score` only for a fresh VALID assessment, so each upstream score is counted once."""
+        self.verdicts.add(verdict, action)
+        self.tokens.add(token_status, action)
+        if score is not None:
+            # Upstream scores are float32 (0.3 arrives as 0.30000001): round them back so each
+            # lands in its own bucket (le="0.3"), not the next one.
+            self.risk_scores.record(round(score, 6), {"action": action})
+
+    # Observable gauges read from providers registered later (the lead wires them at merge).
+    def register_breaker(self, stats: BreakerStats, name: str = "upstream") -> None:
+        """Export `stats.breaker_state()` as `upstream.breaker.state{breaker=name}`."""
+        self._breakers.add(name, stats)
+
+    def register_retry_budget(self, stats: RetryBudgetStats, name: str = "upstream") -> None:
+        """Export `stats.retry_budget_level()` as `upstream.retry_budget{budget=name}`."""
+        self._budgets.add(name, stats)
+
+    def register_outbox(self, stats: OutboxStats) -> None:
+        """Export the outbox depth, oldest age and dead letters."""
+        self._outboxes.add("outbox", stats)
+
+    def _observe_breakers(self, _: CallbackOptions) -> Iterable[Observation]:
+        for name, stats in self._breakers.items():
+            state = BREAKER_STATES.get(stats.breaker_state())
+            if state is not None:
+                yield Observation(state, {"breaker": name})
+
+    def _observe_budgets(self, _: CallbackOptions) -> Iterable[Observation]:
+        for name, stats in self._budgets.items():
+            yield Observation(float(stats.retry_budget_level()), {"budget": name})
+
+    def _outbox(
+        self, read: Callable[[OutboxStats], float]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            for _name, stats in self._outboxes.items():
+                yield Observation(read(stats))
+
+        return observe
+
+
+def _description(name: str) -> str:
+    return next(spec.description for spec in CATALOG if spec.name == name)
+
+
+def reference_table(specs: Sequence[MetricSpec] = CATALOG) -> str:
+    """The README's metric table (a test keeps the two equal)."""
+    lines = [
+        "| Prometheus series | OpenTelemetry name | kind | labels | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in specs:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+        lines.append(
+            f"| `{spec.prometheus}` | `{spec.name}` | {spec.kind} | {labels} | {spec.description} |"
+        )
+    return "\n".join(lines) + "\n"

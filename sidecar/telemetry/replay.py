@@ -1,0 +1,88 @@
+"""Replay store operations as spans and metrics: a decorator around any `ReplayStore`.
+
+Keys are SHA-256 digests of tokens; even so, no key is recorded (a digest of a known token
+would identify it). Only the operation, its outcome and its time are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+from sidecar.replay.base import ReplayEntry, ReplayStore
+from sidecar.telemetry import tracing
+from sidecar.telemetry.metrics import Instruments
+
+T = TypeVar("T")
+
+
+class InstrumentedReplayStore:
+    """A `ReplayStore` that records claim (hit or miss), settle, release and get."""
+
+    def __init__(self, inner: ReplayStore, *, tracer: Tracer, instruments: Instruments) -> None:
+        self._inner = inner
+        self._tracer = tracer
+        self._instruments = instruments
+
+    @property
+    def inner(self) -> ReplayStore:
+        """The wrapped store (for health checks and tests that need the backend itself)."""
+        return self._inner
+
+    async def claim(
+        self, key: str, idempotency_digest: str, claim_id: str, ttl: float
+    ) -> ReplayEntry | None:
+        result = "error"
+        try:
+            existing = await self._timed(
+                "claim", lambda: self._inner.claim(key, idempotency_digest, claim_id, ttl)
+            )
+            result = "miss" if existing is None else "hit"
+            return existing
+        finally:
+            self._instruments.replay_lookups.add(result)
+
+    async def settle(self, key: str, claim_id: str, entry: ReplayEntry, ttl: float) -> bool:
+        return await self._timed("settle", lambda: self._inner.settle(key, claim_id, entry, ttl))
+
+    async def release(self, key: str, claim_id: str) -> bool:
+        return await self._timed("release", lambda: self._inner.release(key, claim_id))
+
+    async def get(self, key: str) -> ReplayEntry | None:
+        return await self._timed("get", lambda: self._inner.get(key))
+
+    async def ping(self) -> None:
+        await self._inner.ping()  # health probes: not traced, like health-check RPCs
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def _timed(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        outcome = "ok"
+        start = time.perf_counter()
+        with self._tracer.start_as_current_span(
+            f"replay.{operation}",
+            attributes={tracing.REPLAY_OPERATION: operation},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                value = await call()
+            except BaseException as error:
+                # A timeout in the caller (asyncio.wait_for) arrives here as a cancellation.
+                outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
+                if span.is_recording():
+                    span.set_attribute(tracing.ERROR_TYPE, type(error).__name__)
+                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise
+            finally:
+                self._instruments.replay_duration.record(
+                    time.perf_counter() - start, {"operation": operation, "outcome": outcome}
+                )
+            if operation == "claim" and span.is_recording():
+                span.set_attribute(tracing.REPLAY_RESULT, "miss" if value is None else "hit")
+            return value
