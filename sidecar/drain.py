@@ -27,6 +27,8 @@ class DrainGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Handlers are looked up per call but are the same objects each time: wrap each once.
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler]] = {}
 
     def in_flight(self) -> int:
         return self._in_flight
@@ -54,6 +56,9 @@ class DrainGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = handler_call_details.method
         if handler is None or handler.unary_unary is None or not method.startswith(self._prefixes):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         behaviour = handler.unary_unary
 
         async def gated(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -68,8 +73,10 @@ class DrainGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if self._in_flight == 0:
                     self._idle.set()
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             gated,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped

@@ -9,7 +9,6 @@ untouched: probes every few seconds would drown the traces and skew the latencie
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from recaptcha.sidecar.v1 import sidecar_pb2
 
 from sidecar.telemetry import tracing
-from sidecar.telemetry.logs import ACCESS_LOGGER
+from sidecar.telemetry.logs import AccessLog
 from sidecar.telemetry.metrics import Instruments
 
 UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
@@ -57,7 +56,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._tracer = tracer
         self._instruments = instruments
         self._tracing = tracing_on
-        self._access = logging.getLogger(ACCESS_LOGGER)
+        self._access = AccessLog()
         # Handlers are looked up per call but are the same objects each time: wrap each once.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -130,15 +129,14 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         span.set_attributes({f"recaptcha.{k}": v for k, v in fields.items()})
                     if code in _SERVER_ERRORS:
                         span.set_status(Status(StatusCode.ERROR, code.name))
-                if access.isEnabledFor(logging.INFO):
-                    access.info(
-                        "rpc",
-                        extra={
+                if access.enabled():
+                    access.write(
+                        {
                             "rpc_method": method,
                             "code": code.name,
                             "duration_ms": round(elapsed * 1000, 3),
                             **fields,
-                        },
+                        }
                     )
                 if span is not None:
                     span.end()
