@@ -11,27 +11,17 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
-from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
 from sidecar.app import SERVICE_NAME
 from sidecar.core.verify import token_digest
 from sidecar.emulator import mint_token
 from sidecar.replay import open_replay_store
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
+from tests.support.calls import assess
 from tests.support.redis_server import RedisServer, make_tls_files
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-async def assess(
-    stub: sidecar_pb2_grpc.VerificationServiceStub,
-    token: str,
-    key: str = "",
-    timeout: float = 10.0,
-) -> pb.AssessResponse:
-    request = pb.AssessRequest(token=token, expected_action="login", idempotency_key=key)
-    return await stub.Assess(request, timeout=timeout)
 
 
 async def settled(url: str, token: str, bound: float = 5.0, **options: object) -> bool:

@@ -10,10 +10,10 @@ import hashlib
 import grpc
 import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
-from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
 from sidecar.emulator import mint_token
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
+from tests.support.calls import assess
 
 CONCURRENT = 200
 
@@ -29,16 +29,6 @@ def store_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def handle(make_sidecar: SidecarFactory, store_url: str) -> SidecarHandle:
     return await make_sidecar(replay_store=store_url)
-
-
-async def assess(
-    stub: sidecar_pb2_grpc.VerificationServiceStub,
-    token: str,
-    key: str = "",
-    timeout: float = 10.0,
-) -> pb.AssessResponse:
-    request = pb.AssessRequest(token=token, expected_action="login", idempotency_key=key)
-    return await stub.Assess(request, timeout=timeout)
 
 
 async def test_concurrent_calls_with_one_token_allow_exactly_one(
