@@ -40,6 +40,8 @@ from sidecar.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# What a replay store call may end in besides an answer; each means the store cannot vouch.
+_STORE_FAILURES = (ReplayStoreError, TimeoutError, OSError)
 
 
 async def _bounded(awaitable: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -175,6 +177,7 @@ class Verifier:
         wait = None if timeout is None else timeout - self._settings.deadline_margin
 
         flight = self._inflight.get(key)
+        leading = flight is None
         if flight is None:
             loop = asyncio.get_running_loop()
             # With an idempotency key the answer outlives this caller (a retry will ask for
@@ -191,9 +194,6 @@ class Verifier:
             )
             if slot is not None:
                 slot.share(flight.task)  # the upstream call outlives a caller that gives up
-            leading = True
-        else:
-            leading = False
         try:
             if wait is None:
                 answer = await asyncio.shield(flight.answer)
@@ -275,7 +275,7 @@ class Verifier:
             existing = await _bounded(
                 self._replay.claim(key, idem, claim_id, self._settings.replay_ttl), limit
             )
-        except (ReplayStoreError, TimeoutError, OSError) as error:
+        except _STORE_FAILURES as error:
             # A claim that timed out may still have landed: release it (if it is ours).
             if limit < self._settings.replay_timeout and isinstance(error, TimeoutError):
                 kind, reason = FailureKind.TRANSIENT, "deadline"
@@ -324,7 +324,7 @@ class Verifier:
                 await asyncio.sleep(self._settings.pending_poll)
                 try:
                     found = await _bounded(self._replay.get(key), self._settings.replay_timeout)
-                except (ReplayStoreError, TimeoutError, OSError):
+                except _STORE_FAILURES:
                     found = None
                 if found is not None:
                     existing = found
@@ -346,14 +346,14 @@ class Verifier:
                 self._replay.settle(key, claim_id, entry, self._settings.replay_ttl),
                 self._settings.replay_timeout,
             )
-        except (ReplayStoreError, TimeoutError, OSError) as error:
+        except _STORE_FAILURES as error:
             log.warning("replay store settle failed: %s", type(error).__name__)
 
     async def _forget(self, key: str, claim_id: str) -> None:
         """Release a claim whose token never reached upstream, so the app may retry it."""
         try:
             await _bounded(self._replay.release(key, claim_id), self._settings.replay_timeout)
-        except (ReplayStoreError, TimeoutError, OSError) as error:
+        except _STORE_FAILURES as error:
             log.warning("replay store release failed: %s", type(error).__name__)
 
 
