@@ -294,31 +294,32 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-README_START = "<!-- bench-results:start -->"
-README_END = "<!-- bench-results:end -->"
+DOCS_START = "<!-- bench-results:start -->"
+DOCS_END = "<!-- bench-results:end -->"
 
 
-def readme_block(result: dict[str, Any], scenarios: list[tuple[str, str]]) -> str:
-    """The README's copy of the latest run: the table, the plot, what each row measures."""
+def docs_block(result: dict[str, Any], scenarios: list[tuple[str, str]], plot: str) -> str:
+    """The docs' copy of the latest run: the table, the plot (a link relative to the page), what
+    each row measures."""
     described = "\n".join(f"- `{name}`: {what}" for name, what in scenarios)
     return (
-        f"{README_START}\n"
+        f"{DOCS_START}\n"
         + markdown(result)
-        + "\n![latency distribution and throughput per scenario](bench/results/latest.png)\n\n"
+        + f"\n![latency distribution and throughput per scenario]({plot})\n\n"
         + "What each row measures:\n\n"
         + described
-        + f"\n{README_END}"
+        + f"\n{DOCS_END}"
     )
 
 
-def update_readme(readme: Path, block: str) -> bool:
-    """Replace the marked block; False when the README has no markers."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
+def update_docs(page: Path, block: str) -> bool:
+    """Replace the marked block of the docs page; False when the page has no markers."""
+    text = page.read_text()
+    if DOCS_START not in text or DOCS_END not in text:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + block + tail)
+    head, rest = text.split(DOCS_START, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    page.write_text(head + block + tail)
     return True
 
 

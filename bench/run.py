@@ -39,6 +39,7 @@ from bench.procs import ROOT, Child, StartError, anon_mib, cpu_seconds, peak_rss
 from bench.scenarios import SCENARIOS, Scenario
 
 RESULTS = ROOT / "bench" / "results"
+DOCS_PAGE = ROOT / "docs" / "benchmark.md"  # the copy of the latest results the docs show
 SIDECAR = [sys.executable, "-m", "sidecar"]
 EMULATOR_READY = "recaptcha-emulator listening on"
 SIDECAR_READY = "recaptcha-sidecar serving on"
@@ -571,10 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, reports)")
     parser.add_argument(
+        "--no-docs",
         "--no-readme",
-        dest="readme",
+        dest="docs",
         action="store_false",
-        help="leave README.md's copy of the results alone",
+        help="leave the copy of the results in docs/benchmark.md alone",
     )
     args = parser.parse_args(argv)
 
@@ -612,10 +614,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds=time.monotonic() - started,
     )
     paths = report.write(result, args.out)
-    if args.readme and args.out.resolve() == RESULTS.resolve():
-        block = report.readme_block(result, [(s.name, s.what) for s in scenarios])
-        if report.update_readme(ROOT / "README.md", block):
-            paths.append(ROOT / "README.md")
+    if args.docs and args.out.resolve() == RESULTS.resolve():
+        plot = os.path.relpath(RESULTS / "latest.png", DOCS_PAGE.parent)
+        block = report.docs_block(result, [(s.name, s.what) for s in scenarios], plot)
+        if report.update_docs(DOCS_PAGE, block):
+            paths.append(DOCS_PAGE)
     print(report.markdown(result))
     print("bench: wrote " + ", ".join(str(p) for p in paths), flush=True)
     return 0

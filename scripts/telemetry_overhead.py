@@ -7,7 +7,7 @@
    configured against one exporting OTLP traces and metrics and serving Prometheus, batches
    alternated so that a busy machine hurts both alike (median µs per call).
 
-A rough guide for the README, not a benchmark (that is bench/'s job).
+A rough guide for docs/telemetry.md, not a benchmark (that is bench/'s job).
 """
 
 from __future__ import annotations

@@ -494,7 +494,7 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
 
 
 def reference(model: type[BaseSettings] = Settings) -> list[tuple[str, str, str, str]]:
-    """(key, env var, default, description) rows for the README's config reference."""
+    """(key, env var, default, description) rows for docs/configuration.md."""
     rows = []
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)

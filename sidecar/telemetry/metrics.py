@@ -1,4 +1,4 @@
-"""The metric instruments, created once per meter, and the catalog the README is built from.
+"""The metric instruments, created once per meter, and the catalog docs/telemetry.md is built from.
 
 Every label value is either a fixed enum name or an action name the operator configured, so no
 client input can grow the number of series (and no user data can reach a label). The three
@@ -381,7 +381,7 @@ def _description(name: str) -> str:
 
 
 def reference_table(specs: Sequence[MetricSpec] = CATALOG) -> str:
-    """The README's metric table (a test keeps the two equal)."""
+    """The metric table of docs/telemetry.md (a test keeps the two equal)."""
     lines = [
         "| Prometheus series | OpenTelemetry name | kind | labels | meaning |",
         "|---|---|---|---|---|",

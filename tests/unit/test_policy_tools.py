@@ -257,14 +257,14 @@ def test_dry_run_errors(config: Path, tmp_path: Path) -> None:
     assert code == 2 and "policy.default.threshold" in err
 
 
-def test_readme_policy_examples_are_valid(tmp_path: Path) -> None:
-    """Every YAML block of the README that holds a policy passes `policy check`."""
-    text = (ROOT / "README.md").read_text()
+def test_docs_policy_examples_are_valid(tmp_path: Path) -> None:
+    """Every YAML block of the policy reference that holds a policy passes `policy check`."""
+    text = (ROOT / "docs" / "policy.md").read_text()
     blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
     policies = [b for b in blocks if "policy:" in b]
     assert len(policies) >= 2
     for index, block in enumerate(policies):
-        path = tmp_path / f"readme-{index}.yaml"
+        path = tmp_path / f"policy-doc-{index}.yaml"
         path.write_text(block)
         code, _, err = cli("policy", "check", "--config", str(path))
         assert (code, err) == (0, ""), block
