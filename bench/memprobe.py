@@ -20,7 +20,7 @@ import time
 import tracemalloc
 
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
-from sidecar.replay.base import ReplayEntry
+from sidecar.core.ports import ReplayEntry
 from sidecar.replay.memory import MemoryReplayStore
 
 

@@ -26,6 +26,8 @@ $BIN/ruff check .
 $BIN/ruff format --check .
 echo "== mypy"
 $BIN/mypy
+echo "== import contracts (dependencies point into the core)"
+$BIN/lint-imports
 echo "== generated code is current"
 bash scripts/generate.sh
 if [ -n "$(git status --porcelain -- clients/ proto/)" ]; then

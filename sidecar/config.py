@@ -30,10 +30,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from sidecar import security
-from sidecar.core.accountid import KEY_ENV as ACCOUNT_ID_KEY_ENV
-from sidecar.core.accountid import AccountIdKeyError, AccountIdProtector, build_protector
-from sidecar.core.policy import Policy
+from sidecar.accountid.protection import KEY_ENV as ACCOUNT_ID_KEY_ENV
+from sidecar.accountid.protection import AccountIdKeyError, AccountIdProtector, build_protector
+from sidecar.policy.schema import Policy
+from sidecar.server import addresses
 from sidecar.upstream.client import DEFAULT_ENDPOINT
 
 ENV_PREFIX = "RECAPTCHA_SIDECAR_"
@@ -358,7 +358,7 @@ class Settings(BaseSettings):
     @field_validator("socket_mode", mode="before")
     @classmethod
     def _socket_mode(cls, value: Any) -> str:
-        return security.parse_socket_mode(value)
+        return addresses.parse_socket_mode(value)
 
     @field_validator("metrics_listen")
     @classmethod
@@ -400,7 +400,7 @@ class Settings(BaseSettings):
         health = self.health_listen
         if health is not None and not health.endswith(":0") and health in self.listen:
             raise ValueError("health_listen: must differ from every listen address")
-        problem = security.listen_problem(
+        problem = addresses.listen_problem(
             self.listen,
             secure_loopback=self.secure_loopback,
             tls=self.tls_cert_file is not None,

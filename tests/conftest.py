@@ -12,9 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2_grpc
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
-from sidecar.app import Sidecar, start_sidecar
 from sidecar.config import load_settings
 from sidecar.emulator import EmulatorControl, EmulatorService, start_emulator
+from sidecar.server.app import Sidecar, start_sidecar
 from tests.support.redis_server import RedisServer
 
 

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Protocol
 
 from sidecar.core.errors import UpstreamRejected
-from sidecar.core.model import AnnotationRequest
+from sidecar.core.model import AnnotationRequest, Delivery
+from sidecar.core.ports import Upstream, UpstreamError
 from sidecar.core.validation import validate_annotation
-from sidecar.upstream.base import Upstream
-from sidecar.upstream.errors import UpstreamError
-
-
-class Delivery(enum.StrEnum):
-    """How far an annotation has travelled when Annotate answers."""
-
-    QUEUED = "QUEUED"
-    DELIVERED = "DELIVERED"
 
 
 class Annotator(Protocol):

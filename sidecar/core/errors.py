@@ -1,4 +1,4 @@
-"""Domain errors. Front doors map them to their own status codes (gRPC: see servicer.py)."""
+"""Domain errors. Front doors map them to their own status codes (`sidecar.server.servicer`)."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from sidecar.core.annotate import Annotator, Delivery
+from sidecar.core.annotate import Annotator
 from sidecar.core.errors import Overloaded
-from sidecar.core.model import AnnotationRequest
+from sidecar.core.model import AnnotationRequest, Delivery
 
 
 class Slot:

@@ -44,6 +44,13 @@ class UserIdKind(enum.StrEnum):
     USERNAME = "username"
 
 
+class Delivery(enum.StrEnum):
+    """How far an annotation has travelled when Annotate answers."""
+
+    QUEUED = "QUEUED"
+    DELIVERED = "DELIVERED"
+
+
 @dataclass(frozen=True, slots=True)
 class UserId:
     """One identifier of the end user's account."""

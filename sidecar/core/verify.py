@@ -18,25 +18,23 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sidecar.core.limits import AdmissionLimiter, Slot
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
-from sidecar.core.policy import (
-    ActionPolicy,
+from sidecar.core.ports import (
     FailureKind,
-    Policy,
-    decide,
-    decide_duplicate,
-    decide_missing,
-    decide_unchecked,
+    ReplayEntry,
+    ReplayStore,
+    ReplayStoreError,
+    Upstream,
+    UpstreamError,
 )
 from sidecar.core.validation import validate_assessment
-from sidecar.replay.base import ReplayEntry, ReplayStore, ReplayStoreError
-from sidecar.telemetry.tracing import policy_span
-from sidecar.upstream.base import Upstream
-from sidecar.upstream.errors import UpstreamError
+from sidecar.policy.rules import decide, decide_duplicate, decide_missing, decide_unchecked
+from sidecar.policy.schema import ActionPolicy, Policy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,6 +111,26 @@ class VerifySettings:
     pending_poll: float = 0.02  # how often to look for another replica's answer
 
 
+class PolicyRecorder(Protocol):
+    """Told of the decision the policy made (a span around the policy, for instance)."""
+
+    def record(self, decision: Decision) -> None: ...
+
+
+class _NoRecorder:
+    __slots__ = ()
+
+    def record(self, decision: Decision) -> None:
+        return None
+
+
+_NO_RECORDER = _NoRecorder()
+
+
+def _untraced() -> AbstractContextManager[PolicyRecorder]:
+    return nullcontext(_NO_RECORDER)
+
+
 class _After(enum.Enum):
     """What the flight does with its claim once the callers have their answer."""
 
@@ -141,8 +159,10 @@ class Verifier:
         policy: Callable[[], Policy],
         settings: VerifySettings,
         limiter: AdmissionLimiter | None = None,
+        policy_span: Callable[[], AbstractContextManager[PolicyRecorder]] = _untraced,
     ) -> None:
         self._upstream = upstream
+        self._policy_span = policy_span
         self._replay = replay
         self._policy = policy
         self._settings = settings
@@ -300,7 +320,7 @@ class Verifier:
         except UpstreamError as error:
             decision = decide_unchecked(action_policy, error.kind, error.code.lower(), version)
             return decision, _After.RELEASE if error.reached is False else _After.SETTLE
-        with policy_span() as span:
+        with self._policy_span() as span:
             decision = decide(
                 action_policy, request.expected_action, upstream, version, now=time.time()
             )

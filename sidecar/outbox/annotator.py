@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sidecar.core.annotate import Delivery
-from sidecar.core.model import AnnotationRequest
+from sidecar.core.model import AnnotationRequest, Delivery
 from sidecar.core.validation import validate_annotation
 from sidecar.outbox.flusher import Flusher
 from sidecar.outbox.outbox import Outbox

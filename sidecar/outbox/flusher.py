@@ -18,14 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sidecar.core.annotate import Delivery
 from sidecar.core.errors import UpstreamRejected
-from sidecar.core.model import AnnotationRequest
+from sidecar.core.model import AnnotationRequest, Delivery
+from sidecar.core.ports import Upstream, UpstreamError
 from sidecar.outbox import codec
 from sidecar.outbox.outbox import Outbox
 from sidecar.outbox.store import Retry, Row
-from sidecar.upstream.base import Upstream
-from sidecar.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 

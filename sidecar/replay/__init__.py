@@ -1,6 +1,6 @@
-"""Single use: the per-token result store shared by every Assess call (and every replica)."""
+"""Single use: the replay store backends (memory, Redis) behind the core's `ReplayStore` port
+(`sidecar.core.ports`), and the one factory that picks a backend from its URL."""
 
-from sidecar.replay.base import ReplayEntry, ReplayStore, ReplayStoreError
 from sidecar.replay.factory import open_replay_store
 
-__all__ = ["ReplayEntry", "ReplayStore", "ReplayStoreError", "open_replay_store"]
+__all__ = ["open_replay_store"]

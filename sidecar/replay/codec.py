@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
-from sidecar.replay.base import ReplayEntry
+from sidecar.core.ports import ReplayEntry
 
 _FIELDS = tuple(f for f in dataclasses.fields(Decision) if f.name != "replayed")
 _NAMES = frozenset(f.name for f in _FIELDS)

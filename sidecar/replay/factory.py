@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from sidecar.replay.base import ReplayStore
+from sidecar.core.ports import ReplayStore
 from sidecar.replay.memory import MemoryReplayStore
 
 REDIS_SCHEMES = frozenset(("redis", "rediss", "unix"))

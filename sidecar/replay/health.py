@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from sidecar.replay.base import ReplayStore, ReplayStoreError
+from sidecar.core.ports import ReplayStore, ReplayStoreError
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sidecar.core.model import Decision
-from sidecar.replay.base import ReplayEntry, ReplayStoreError, check_claim_id
+from sidecar.core.ports import ReplayEntry, ReplayStoreError
+from sidecar.replay.base import check_claim_id
 
 _GENERATION_SECONDS = 10.0  # arrivals grouped per generation
 _MAX_TEMPLATES = 4096  # distinct decision shapes kept in the table

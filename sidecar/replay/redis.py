@@ -20,7 +20,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from sidecar.replay.base import ReplayEntry, ReplayStoreError, check_claim_id
+from sidecar.core.ports import ReplayEntry, ReplayStoreError
+from sidecar.replay.base import check_claim_id
 from sidecar.replay.codec import decode_entry, encode_entry, pending_prefix
 
 DEFAULT_KEY_PREFIX = "recaptcha-sidecar:replay:"

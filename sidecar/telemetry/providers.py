@@ -35,13 +35,12 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from sidecar.replay.base import ReplayStore
+from sidecar.core.ports import ReplayStore, Upstream
 from sidecar.telemetry.interceptor import TelemetryInterceptor
 from sidecar.telemetry.logs import ACCESS_LOGGER
 from sidecar.telemetry.metrics import ActionLabels, Instruments
 from sidecar.telemetry.replay import InstrumentedReplayStore
 from sidecar.telemetry.upstream import InstrumentedUpstream, RawUpstream
-from sidecar.upstream.base import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from opentelemetry.trace import Status, StatusCode, Tracer
 
-from sidecar.replay.base import ReplayEntry, ReplayStore
+from sidecar.core.ports import ReplayEntry, ReplayStore
 from sidecar.telemetry import tracing
 from sidecar.telemetry.metrics import Instruments
 

@@ -1,7 +1,7 @@
 """Upstream attempts as spans and metrics: a decorator around the innermost (raw) upstream.
 
 Sitting innermost, it sees every attempt the retry layer makes: one CLIENT span per attempt
-(attempt number from `sidecar.upstream.base.ATTEMPT`, status, why it failed, why it is a retry)
+(attempt number from `sidecar.core.ports.ATTEMPT`, status, why it failed, why it is a retry)
 and one latency/attempt/error record, and it passes the trace context on to Google in the
 attempt's `traceparent`. It holds nothing of the request: no token, IP or account reaches it.
 """
@@ -18,10 +18,9 @@ import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
+from sidecar.core.ports import ATTEMPT, UpstreamError
 from sidecar.telemetry import tracing
 from sidecar.telemetry.metrics import Instruments
-from sidecar.upstream.base import ATTEMPT
-from sidecar.upstream.errors import UpstreamError
 
 SERVICE = "google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService"
 GRPC_CODES: dict[str, int] = {code.name: code.value[0] for code in grpc.StatusCode}

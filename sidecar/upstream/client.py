@@ -20,8 +20,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment, UserIdKind
-from sidecar.core.policy import FailureKind
-from sidecar.upstream.errors import UpstreamError
+from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
 
 _SERVICE = "/google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService/"
 _pb_CreateAssessmentRequest = types.CreateAssessmentRequest.pb()
@@ -173,7 +172,13 @@ def classify(error: grpc.aio.AioRpcError) -> UpstreamError:
             pushback = retry_info_delay(value)
     if code in _NOT_PROCESSED:
         return UpstreamError(
-            _NOT_PROCESSED[code], code.name, error.details() or "", reached=False, pushback=pushback
+            UpstreamFailure(
+                _NOT_PROCESSED[code],
+                code.name,
+                error.details() or "",
+                reached=False,
+                pushback=pushback,
+            )
         )
     reached: bool | None = None
     details = (error.details() or "").lower()
@@ -182,12 +187,14 @@ def classify(error: grpc.aio.AioRpcError) -> UpstreamError:
     ):
         reached = False  # the connection was never made, so nothing was sent
     return UpstreamError(
-        FailureKind.TRANSIENT,
-        code.name,
-        error.details() or "",
-        reached=reached,
-        retryable=code in _RETRYABLE,
-        pushback=pushback,
+        UpstreamFailure(
+            FailureKind.TRANSIENT,
+            code.name,
+            error.details() or "",
+            reached=reached,
+            retryable=code in _RETRYABLE,
+            pushback=pushback,
+        )
     )
 
 

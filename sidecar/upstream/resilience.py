@@ -36,9 +36,7 @@ from typing import TypeVar
 from google.api_core.retry import exponential_sleep_generator
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
-from sidecar.core.policy import FailureKind
-from sidecar.upstream.base import ATTEMPT, Upstream
-from sidecar.upstream.errors import UpstreamError
+from sidecar.core.ports import ATTEMPT, FailureKind, Upstream, UpstreamError, UpstreamFailure
 
 log = logging.getLogger(__name__)
 
@@ -425,17 +423,6 @@ class _Guard:
         )
 
 
-def _with_reached(error: UpstreamError, reached: bool | None) -> UpstreamError:
-    return UpstreamError(
-        error.kind,
-        error.code,
-        str(error).split(": ", 1)[-1],
-        reached=reached,
-        retryable=error.retryable,
-        pushback=error.pushback,
-    )
-
-
 def _outcome(error: UpstreamError) -> Outcome:
     if error.kind is FailureKind.TRANSIENT and error.code != "CANCELLED":
         return Outcome.FAILURE
@@ -544,10 +531,12 @@ class ResilientUpstream:
             permit = guard.breaker.acquire()
             if permit is None:
                 last = UpstreamError(
-                    FailureKind.TRANSIENT,
-                    BREAKER_OPEN,
-                    "upstream circuit breaker is open",
-                    reached=False,
+                    UpstreamFailure(
+                        FailureKind.TRANSIENT,
+                        BREAKER_OPEN,
+                        "upstream circuit breaker is open",
+                        reached=False,
+                    )
                 )
                 break
             token = ATTEMPT.set(number)
@@ -562,10 +551,12 @@ class ResilientUpstream:
                 if create and ambiguous and _is_dupe(result):
                     guard.outcome_unknown_total += 1
                     raise UpstreamError(
-                        FailureKind.TRANSIENT,
-                        OUTCOME_UNKNOWN,
-                        "DUPE after an attempt whose answer was lost",
-                        reached=None,
+                        UpstreamFailure(
+                            FailureKind.TRANSIENT,
+                            OUTCOME_UNKNOWN,
+                            "DUPE after an attempt whose answer was lost",
+                            reached=None,
+                        )
                     ) from None
                 return result
             finally:
@@ -587,13 +578,16 @@ class ResilientUpstream:
 
         if last is None:
             raise UpstreamError(
-                FailureKind.TRANSIENT,
-                "DEADLINE_EXCEEDED",
-                "no time left for an upstream attempt",
-                reached=False,
+                UpstreamFailure(
+                    FailureKind.TRANSIENT,
+                    "DEADLINE_EXCEEDED",
+                    "no time left for an upstream attempt",
+                    reached=False,
+                )
             )
         if ambiguous and last.reached is False:
-            raise _with_reached(last, None)  # an earlier attempt may have spent the token
+            # An earlier attempt may have spent the token: the call as a whole is ambiguous.
+            raise UpstreamError(dataclasses.replace(last.failure, reached=None))
         raise last
 
 

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
-from sidecar.replay import ReplayEntry, ReplayStore, open_replay_store
+from sidecar.core.ports import ReplayEntry, ReplayStore
+from sidecar.replay import open_replay_store
 from tests.support.redis_server import RedisServer
 
 TTL = 60.0

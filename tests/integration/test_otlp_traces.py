@@ -14,13 +14,12 @@ from grpc_health.v1 import health_pb2
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.core.model import AssessmentRequest
+from sidecar.core.ports import ATTEMPT, UpstreamError
 from sidecar.emulator import mint_token
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, TelemetryOptions
 from sidecar.telemetry.upstream import InstrumentedUpstream
-from sidecar.upstream.base import ATTEMPT
 from sidecar.upstream.client import GoogleUpstream
-from sidecar.upstream.errors import UpstreamError
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.support.otlp_receiver import (
     OtlpReceiver,

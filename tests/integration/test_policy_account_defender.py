@@ -12,7 +12,7 @@ import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.emulator import mint_token
-from sidecar.policy_tools import load_policy_file
+from sidecar.policy.tools import load_policy_file
 from tests.conftest import SidecarFactory, SidecarHandle
 
 ROOT = Path(__file__).resolve().parents[2]

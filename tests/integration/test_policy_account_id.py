@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
-from sidecar.core.accountid import KEY_ENV, DeterministicEncryptionProtector
+from sidecar.accountid.protection import KEY_ENV, DeterministicEncryptionProtector
 from sidecar.emulator import mint_token
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 

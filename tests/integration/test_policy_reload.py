@@ -19,7 +19,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
 from sidecar.emulator import mint_token
-from sidecar.policy_tools import load_policy_file
+from sidecar.policy.tools import load_policy_file
 from tests.conftest import SidecarFactory, SidecarHandle
 from tests.support.processes import sidecar_process
 
@@ -141,7 +141,7 @@ async def test_changed_file_takes_effect_under_traffic(
 async def test_bad_file_is_refused_and_the_old_policy_stays(
     make_sidecar: SidecarFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sidecar.policy_source")
+    caplog.set_level(logging.INFO, logger="sidecar.policy.source")
     config = tmp_path / "sidecar.yaml"
     config.write_text(config_text(0.5))
     old, new = version_of(config_text(0.5), tmp_path), version_of(config_text(0.95), tmp_path)

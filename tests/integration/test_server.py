@@ -13,9 +13,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
-from sidecar.app import ListenError
 from sidecar.config import ConfigError, load_settings
 from sidecar.emulator import mint_token
+from sidecar.server.listeners import ListenError
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.support.network import free_port
 from tests.support.processes import ROOT, emulator_process, sidecar_process

@@ -10,8 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
-from sidecar.app import UPSTREAM_HEALTH
 from sidecar.emulator import mint_token
+from sidecar.server.health import UPSTREAM_HEALTH
 from tests.support.fleet import (
     control,
     eventually,

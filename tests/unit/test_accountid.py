@@ -11,9 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.cli import main
-from sidecar.config import ConfigError, load_settings
-from sidecar.core.accountid import (
+from sidecar.accountid.protection import (
     KEY_ENV,
     AccountIdDecryptError,
     AccountIdKeyError,
@@ -24,6 +22,8 @@ from sidecar.core.accountid import (
     build_protector,
     decode_key,
 )
+from sidecar.cli import main
+from sidecar.config import ConfigError, load_settings
 
 # RFC 5297 appendix A.1 (deterministic authenticated encryption example).
 SIV_KEY = bytes.fromhex("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from sidecar.drain import DrainGate
+from sidecar.server.drain import DrainGate
 
 METHOD = "/recaptcha.sidecar.v1.VerificationService/Assess"
 

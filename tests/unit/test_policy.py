@@ -16,13 +16,8 @@ from sidecar.core.model import (
     UpstreamAssessment,
     Verdict,
 )
-from sidecar.core.policy import (
-    ActionPolicy,
-    FailureKind,
-    FailurePolicy,
-    LabelAction,
-    Mode,
-    Policy,
+from sidecar.core.ports import FailureKind
+from sidecar.policy.rules import (
     app_id_allowed,
     as_float32,
     decide,
@@ -31,6 +26,7 @@ from sidecar.core.policy import (
     decide_unchecked,
     hostname_allowed,
 )
+from sidecar.policy.schema import ActionPolicy, FailurePolicy, LabelAction, Mode, Policy
 
 NOW = 1_700_000_000.0
 GOOD = UpstreamAssessment(

@@ -13,17 +13,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sidecar.core.model import RecommendedAction, TokenStatus, UpstreamAssessment, Verdict
-from sidecar.core.policy import (
-    ActionPolicy,
-    FailureKind,
-    Mode,
-    Policy,
+from sidecar.core.ports import FailureKind
+from sidecar.policy.rules import (
     as_float32,
     decide,
     decide_duplicate,
     decide_missing,
     decide_unchecked,
 )
+from sidecar.policy.schema import ActionPolicy, Mode, Policy
 
 LABELS = [
     "PROFILE_MATCH",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.config import load_settings
-from sidecar.policy_source import PolicySource
+from sidecar.policy.source import PolicySource
 
 
 def write(path: Path, threshold: object) -> None:
@@ -49,7 +49,7 @@ async def test_reload_swaps_good_files_and_keeps_the_old_policy_for_bad_ones(
     assert (second.default.threshold, source.reloads) == (0.7, 1)
     assert second.version != first.version
 
-    caplog.set_level(logging.INFO, logger="sidecar.policy_source")
+    caplog.set_level(logging.INFO, logger="sidecar.policy.source")
     write(path, 2)  # out of range
     assert await source.reload() is False
     assert source.current() is second and source.rejections == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.policy_tools import RecordError, load_policy_file, parse_record
+from sidecar.policy.tools import RecordError, load_policy_file, parse_record
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "deploy" / "config" / "account-protection.yaml"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
-from sidecar.replay import ReplayEntry
+from sidecar.core.ports import ReplayEntry
 from sidecar.replay.codec import UNREADABLE, decode_entry, encode_entry, pending_prefix
 
 DECISION = Decision(

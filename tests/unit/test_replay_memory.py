@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
-from sidecar.replay import ReplayEntry, ReplayStoreError
+from sidecar.core.ports import ReplayEntry, ReplayStoreError
 from sidecar.replay.memory import MemoryReplayStore
 
 DECISION = Decision(

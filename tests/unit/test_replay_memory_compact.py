@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import sidecar.replay.memory as memory
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
-from sidecar.replay.base import ReplayEntry, ReplayStoreError
+from sidecar.core.ports import ReplayEntry, ReplayStoreError
 from sidecar.replay.memory import MemoryReplayStore
 
 T = TypeVar("T")

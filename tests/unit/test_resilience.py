@@ -11,9 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
-from sidecar.core.policy import FailureKind
-from sidecar.upstream.base import ATTEMPT
-from sidecar.upstream.errors import UpstreamError
+from sidecar.core.ports import ATTEMPT, FailureKind, UpstreamError, UpstreamFailure
 from sidecar.upstream.resilience import (
     BREAKER_OPEN,
     OUTCOME_UNKNOWN,
@@ -40,16 +38,20 @@ class FakeClock:
 
 def unavailable(reached: bool | None = None, pushback: float | None = None) -> UpstreamError:
     return UpstreamError(
-        FailureKind.TRANSIENT,
-        "UNAVAILABLE",
-        "down",
-        reached=reached,
-        retryable=True,
-        pushback=pushback,
+        UpstreamFailure(
+            FailureKind.TRANSIENT,
+            "UNAVAILABLE",
+            "down",
+            reached=reached,
+            retryable=True,
+            pushback=pushback,
+        )
     )
 
 
-QUOTA = UpstreamError(FailureKind.QUOTA, "RESOURCE_EXHAUSTED", "quota", reached=False)
+QUOTA = UpstreamError(
+    UpstreamFailure(FailureKind.QUOTA, "RESOURCE_EXHAUSTED", "quota", reached=False)
+)
 VALID = UpstreamAssessment(name="projects/1/assessments/a", valid=True, score=0.9)
 DUPE = UpstreamAssessment(name="projects/1/assessments/b", valid=False, invalid_reason="DUPE")
 
@@ -153,7 +155,11 @@ def test_predicate_is_separate_from_backoff() -> None:
     assert is_retryable(unavailable())
     assert not is_retryable(QUOTA)
     assert not is_retryable(
-        UpstreamError(FailureKind.TRANSIENT, BREAKER_OPEN, "open", reached=False, retryable=True)
+        UpstreamError(
+            UpstreamFailure(
+                FailureKind.TRANSIENT, BREAKER_OPEN, "open", reached=False, retryable=True
+            )
+        )
     )
     assert may_repeat_create(unavailable(reached=False), RetrySettings(retry_ambiguous=False))
     assert not may_repeat_create(unavailable(reached=None), RetrySettings(retry_ambiguous=False))
@@ -339,7 +345,9 @@ async def test_a_later_not_reached_failure_keeps_the_earlier_ambiguity() -> None
 
 
 async def test_quota_and_config_errors_are_not_retried() -> None:
-    config = UpstreamError(FailureKind.CONFIG, "PERMISSION_DENIED", "no", reached=False)
+    config = UpstreamError(
+        UpstreamFailure(FailureKind.CONFIG, "PERMISSION_DENIED", "no", reached=False)
+    )
     for error in (QUOTA, config):
         upstream = ScriptedUpstream(error, VALID)
         wrapper = resilient(upstream)

@@ -9,11 +9,10 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
-from sidecar.core.policy import FailureKind
+from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
 from sidecar.outbox import FlushSettings, judge
 from sidecar.outbox.store import Row
 from sidecar.upstream.client import classify
-from sidecar.upstream.errors import UpstreamError
 
 
 def rpc_error(code: grpc.StatusCode, *trailing: tuple[str, str | bytes]) -> aio.AioRpcError:
@@ -59,7 +58,7 @@ def test_accepted_row_is_delivered() -> None:
 
 
 def test_transient_failure_retries_later_without_counting_toward_dead_letter() -> None:
-    error = UpstreamError(FailureKind.TRANSIENT, "UNAVAILABLE", "x", reached=None)
+    error = UpstreamError(UpstreamFailure(FailureKind.TRANSIENT, "UNAVAILABLE", "x", reached=None))
     retry = judge(ROW, error, 100.0, SETTINGS).retry
     assert retry is not None
     assert 100.0 + 2.0 <= retry.next_attempt <= 100.0 + 4.0  # 0.5 * 2**3, capped at 4
@@ -72,12 +71,16 @@ def test_quota_and_credential_errors_are_retried_not_dead_lettered() -> None:
         (FailureKind.QUOTA, "RESOURCE_EXHAUSTED"),
         (FailureKind.CONFIG, "UNAUTHENTICATED"),
     ):
-        judgement = judge(many, UpstreamError(kind, code, "x", reached=False), 0.0, SETTINGS)
+        judgement = judge(
+            many, UpstreamError(UpstreamFailure(kind, code, "x", reached=False)), 0.0, SETTINGS
+        )
         assert judgement.retry is not None and not judgement.dead
 
 
 def test_row_rejections_end_in_the_dead_letter() -> None:
-    error = UpstreamError(FailureKind.CONFIG, "NOT_FOUND", "no such assessment", reached=False)
+    error = UpstreamError(
+        UpstreamFailure(FailureKind.CONFIG, "NOT_FOUND", "no such assessment", reached=False)
+    )
     first = judge(ROW, error, 0.0, SETTINGS)
     assert first.retry is not None and first.retry.rejected
     last = judge(Row(7, b"", 0.0, 3, rejections=2), error, 0.0, SETTINGS)
@@ -85,6 +88,8 @@ def test_row_rejections_end_in_the_dead_letter() -> None:
 
 
 def test_breaker_refusal_is_not_an_attempt() -> None:
-    error = UpstreamError(FailureKind.TRANSIENT, "BREAKER_OPEN", "open", reached=False)
+    error = UpstreamError(
+        UpstreamFailure(FailureKind.TRANSIENT, "BREAKER_OPEN", "open", reached=False)
+    )
     retry = judge(ROW, error, 0.0, SETTINGS).retry
     assert retry is not None and not retry.attempted and not retry.rejected

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.security import bearer_token, is_exposed, listen_problem, parse_socket_mode
+from sidecar.server.addresses import is_exposed, listen_problem, parse_socket_mode
+from sidecar.server.security import bearer_token
 
 
 @pytest.mark.parametrize(

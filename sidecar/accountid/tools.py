@@ -18,7 +18,7 @@ from typing import TextIO
 
 import yaml
 
-from sidecar.core.accountid import (
+from sidecar.accountid.protection import (
     KEY_ENV,
     AccountIdDecryptError,
     AccountIdKeyError,

@@ -56,7 +56,7 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _security_flags(serve: argparse.ArgumentParser) -> None:
-    """Listener security (sidecar.security) and the kubelet probe listener."""
+    """Listener security (sidecar.server.security) and the kubelet probe listener."""
     serve.add_argument(
         "--health-listen", metavar="ADDR", help="health-only listener for kubelet probes"
     )
@@ -152,8 +152,9 @@ def _configure_logging(level: str, fmt: LogFormat = "text", access_log: bool = T
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.app import ListenError, run
     from sidecar.outbox import OutboxLocked
+    from sidecar.server.app import run
+    from sidecar.server.listeners import ListenError
     from sidecar.telemetry.providers import TelemetryError
 
     try:
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "mint-token":
         return _mint(args)
     if args.command == "policy":
-        from sidecar import policy_tools
+        from sidecar.policy import tools as policy_tools
 
         if args.policy_command == "check":
             return policy_tools.policy_check(
@@ -262,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config, args.input, as_json=args.json, out=sys.stdout, err=sys.stderr
         )
     if args.command == "account-id":
-        from sidecar.account_id_tools import account_id_command
+        from sidecar.accountid.tools import account_id_command
 
         return account_id_command(
             args.account_id_command,

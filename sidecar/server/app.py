@@ -8,45 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import os
 import signal
-import socket
-import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 
+from sidecar.accountid.protected import protect_annotator, protect_upstream
 from sidecar.config import Settings
 from sidecar.core.annotate import Annotator, DirectAnnotator
 from sidecar.core.limits import AdmissionLimiter, LimitedAnnotator
+from sidecar.core.ports import ReplayStore, Upstream
 from sidecar.core.verify import Verifier, VerifySettings
-from sidecar.drain import DrainGate
 from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxAnnotator
-from sidecar.policy_source import PolicySource
-from sidecar.replay import ReplayStore, open_replay_store
+from sidecar.policy.source import PolicySource
+from sidecar.replay import open_replay_store
 from sidecar.replay.health import watch_store
-from sidecar.security import (
-    SecurityError,
-    apply_socket_mode,
-    is_exposed,
-    listener_security,
+from sidecar.server.drain import DrainGate
+from sidecar.server.gauges import register_gauges
+from sidecar.server.health import UPSTREAM_HEALTH, watch_upstream
+from sidecar.server.listeners import (
+    ListenError,
+    bind_health,
+    bind_listeners,
+    server_options,
+    socket_path,
 )
-from sidecar.servicer import VerificationServicer
-from sidecar.telemetry.gauges import register_gauges
+from sidecar.server.servicer import VerificationServicer
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
-from sidecar.upstream.base import Upstream
+from sidecar.telemetry.tracing import policy_span
 from sidecar.upstream.client import GoogleUpstream
-from sidecar.upstream.protected import protect_annotator, protect_upstream
 from sidecar.upstream.resilience import (
     BreakerSettings,
     BudgetSettings,
@@ -59,16 +57,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = sidecar_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name
 EMULATOR_PROJECT = "emulator"
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-# A health entry of its own: NOT_SERVING while the breaker is open or quota / credential
-# errors are recent. The overall entry stays SERVING: Google's outage is the failure
-# policy's business, and restarting or unrouting the pod would not cure it.
-UPSTREAM_HEALTH = "upstream"
-HEALTH_POLL_SECONDS = 0.5
-PENDING_REQUESTS = 4096
-
-
-class ListenError(Exception):
-    """An address could not be bound; the sidecar refuses to start."""
 
 
 @dataclass
@@ -127,83 +115,9 @@ class Sidecar:
         for address in self.addresses:
             if address.startswith("unix:"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(_socket_path(address))
+                    os.unlink(socket_path(address))
         if self.telemetry is not None:
             await self.telemetry.aclose()  # last: flushes the spans of the drained calls
-
-
-def _socket_path(address: str) -> str:
-    return address.removeprefix("unix://").removeprefix("unix:")
-
-
-def _clear_stale_socket(address: str) -> None:
-    """A SIGKILLed sidecar leaves its socket file behind; remove it only if nobody listens."""
-    path = _socket_path(address)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ListenError(f"cannot listen on {address}: {path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError as error:
-        if error.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            os.unlink(path)
-            return
-        raise ListenError(f"cannot listen on {address}: {error.strerror}") from None
-    finally:
-        probe.close()
-    raise ListenError(f"cannot listen on {address}: another process is serving there")
-
-
-def bind(
-    server: grpc.aio.Server,
-    addresses: list[str],
-    credentials: grpc.ServerCredentials | None = None,
-    socket_mode: str | None = None,
-) -> list[str]:
-    """Bind every address or refuse to start; returns them with the real port filled in."""
-    bound = []
-    for address in addresses:
-        if address.startswith("unix:"):
-            _clear_stale_socket(address)
-        try:
-            if credentials is not None:
-                port = server.add_secure_port(address, credentials)
-            else:
-                port = server.add_insecure_port(address)
-        except RuntimeError:
-            port = 0
-        if address.startswith("unix:"):
-            if port == 0 and not os.path.exists(_socket_path(address)):
-                raise ListenError(f"cannot listen on {address}")
-            if socket_mode is not None:
-                apply_socket_mode(address, socket_mode)
-            bound.append(address)
-            continue
-        if port == 0:
-            raise ListenError(f"cannot listen on {address}: address in use or not available")
-        host = address.rsplit(":", 1)[0]
-        bound.append(f"{host}:{port}")
-    return bound
-
-
-def server_options() -> list[tuple[str, int]]:
-    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it;
-    a larger pending-call bound, so that overload is answered by the admission limiter."""
-    return [
-        ("grpc.so_reuseport", 0),
-        ("grpc.max_receive_message_length", 1024 * 1024),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        # gRPC core cancels calls (CANCELLED) beyond 1,000 not yet handed to the application;
-        # let more through so that the admission limiter answers a burst with a clear
-        # RESOURCE_EXHAUSTED. Past this, gRPC's own bound still protects memory.
-        ("grpc.server.max_pending_requests", PENDING_REQUESTS),
-    ]
 
 
 async def start_sidecar(settings: Settings) -> Sidecar:
@@ -274,6 +188,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             replay_timeout=settings.replay_timeout,
         ),
         limiter=assess_limiter,
+        policy_span=policy_span,
     )
     outbox, flusher = None, None
     annotator: Annotator = DirectAnnotator(upstream, settings.upstream_timeout)
@@ -332,8 +247,8 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     server = add_services(grpc.aio.server(options=server_options(), interceptors=front))
     listeners: list[grpc.aio.Server] = []
     try:
-        addresses = _bind_listeners(settings, server, add_services, listeners, front)
-        health_address = _bind_health(settings, health_servicer, listeners)
+        addresses = bind_listeners(settings, server, add_services, listeners, front)
+        health_address = bind_health(settings, health_servicer, listeners)
     except ListenError:
         for target in (server, *listeners):
             await target.stop(None)
@@ -367,7 +282,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
     )
     if flusher is not None:
         flusher.start()
-    watcher = asyncio.create_task(_watch_upstream(health_servicer, upstream))
+    watcher = asyncio.create_task(watch_upstream(health_servicer, upstream))
     return Sidecar(
         server,
         addresses,
@@ -386,59 +301,6 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         health_address=health_address,
         telemetry=telemetry,
     )
-
-
-def _bind_listeners(
-    settings: Settings,
-    local: grpc.aio.Server,
-    add_services: Callable[[grpc.aio.Server], grpc.aio.Server],
-    listeners: list[grpc.aio.Server],
-    front: list[grpc.aio.ServerInterceptor],
-) -> list[str]:
-    """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
-    pod go on a server of their own, with TLS and/or the token check (see sidecar.security),
-    so the check applies per listener; it is appended to `listeners`. Returns the bound
-    addresses in the order configured."""
-    exposed: grpc.aio.Server | None = None
-    credentials = None
-    bound = []
-    for address in settings.listen:
-        if not is_exposed(address, secure_loopback=settings.secure_loopback):
-            bound += bind(local, [address], None, settings.socket_mode)
-            continue
-        if exposed is None:
-            try:
-                security = listener_security(
-                    tls_cert_file=settings.tls_cert_file,
-                    tls_key_file=settings.tls_key_file,
-                    tls_client_ca_file=settings.tls_client_ca_file,
-                    auth_token_file=settings.auth_token_file,
-                )
-            except SecurityError as error:
-                raise ListenError(str(error)) from None
-            credentials = security.credentials
-            exposed = add_services(
-                grpc.aio.server(
-                    options=server_options(), interceptors=[*front, *security.interceptors]
-                )
-            )
-            listeners.append(exposed)
-            log.info("exposed listeners secured", extra={"security": security.describe})
-        bound += bind(exposed, [address], credentials)
-    return bound
-
-
-def _bind_health(
-    settings: Settings, servicer: health.aio.HealthServicer, listeners: list[grpc.aio.Server]
-) -> str | None:
-    """health_listen: a server with only the Health service, for kubelet's gRPC probes, which
-    speak neither TLS nor tokens. It shares the servicer, so it flips NOT_SERVING with the rest."""
-    if settings.health_listen is None:
-        return None
-    probe = grpc.aio.server(options=server_options())
-    listeners.append(probe)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
-    return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]
 
 
 def resilient_upstream(inner: Upstream, settings: Settings) -> ResilientUpstream:
@@ -462,26 +324,6 @@ def resilient_upstream(inner: Upstream, settings: Settings) -> ResilientUpstream
             cooldown=settings.breaker_cooldown,
         ),
     )
-
-
-async def _watch_upstream(
-    health_servicer: health.aio.HealthServicer, upstream: ResilientUpstream
-) -> None:
-    """Mirror the upstream's state into the `upstream` health entry, logging each change."""
-    serving_now = True
-    while True:
-        await asyncio.sleep(HEALTH_POLL_SECONDS)
-        serving, reason = upstream.health()
-        if serving == serving_now:
-            continue
-        serving_now = serving
-        status = health_pb2.HealthCheckResponse.SERVING
-        if not serving:
-            status = health_pb2.HealthCheckResponse.NOT_SERVING
-            log.warning("upstream unhealthy", extra={"reason": reason})
-        else:
-            log.info("upstream healthy again")
-        await health_servicer.set(UPSTREAM_HEALTH, status)
 
 
 async def run(settings: Settings, *, grace: float | None = None) -> int:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from sidecar.core.accountid import AccountIdProtector, Protection
-from sidecar.core.annotate import Annotator, Delivery
-from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
+from sidecar.accountid.protection import AccountIdProtector, Protection
+from sidecar.core.annotate import Annotator
+from sidecar.core.model import AnnotationRequest, AssessmentRequest, Delivery, UpstreamAssessment
+from sidecar.core.ports import Upstream
 from sidecar.core.validation import validate_annotation
-from sidecar.upstream.base import Upstream
 
 
 class AccountIdProtectingUpstream:

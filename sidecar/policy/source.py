@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.core.policy import Policy
+from sidecar.policy.schema import Policy
 
 log = logging.getLogger(__name__)
 

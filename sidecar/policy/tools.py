@@ -43,7 +43,8 @@ import yaml
 from pydantic import ValidationError
 
 from sidecar.core.model import RecommendedAction, UpstreamAssessment, Verdict
-from sidecar.core.policy import ActionPolicy, Policy, as_float32, decide
+from sidecar.policy.rules import as_float32, decide
+from sidecar.policy.schema import ActionPolicy, Policy
 
 DEFAULT_GROUP = "(none)"
 _MAX_REPORTED_BAD_LINES = 10

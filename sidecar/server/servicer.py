@@ -13,12 +13,13 @@ import grpc
 from google.protobuf import timestamp_pb2
 from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 
-from sidecar.core.annotate import Annotator, Delivery
+from sidecar.core.annotate import Annotator
 from sidecar.core.errors import InvalidArgument, Overloaded, UpstreamRejected
 from sidecar.core.model import (
     AnnotationRequest,
     AssessmentRequest,
     Decision,
+    Delivery,
     TransactionEvent,
     UserId,
     UserIdKind,

@@ -1,0 +1,255 @@
+"""The decision rules: pure functions from (policy, what upstream said) to a Decision.
+
+Pure so that they can be tested exhaustively and replayed offline against recorded assessments
+(`recaptcha-sidecar policy dry-run`): the clock is an argument (`now`), never read here.
+
+The rules of one action, in the order they are applied (the first that fails decides):
+
+1. the token is valid upstream (else its status: INVALID, EXPIRED, DUPLICATE, …);
+2. its action matches `expected_action` (case-insensitive), when `require_action_match`;
+3. where it comes from is allowed: the hostname list for web tokens, the Android package list
+   for Android tokens, the iOS bundle list for iOS tokens;
+4. it is no older than `max_token_age` seconds (by upstream's `create_time`);
+5. its score reaches `threshold` (both compared as float32);
+6. account defender: a label mapped to `block` fails the request; a label mapped to `challenge`
+   lets it through with `recommended_action = CHALLENGE` (ask for a second factor).
+
+A failure is FAILED_ENFORCE (not allowed) in enforce mode and FAILED_AUDIT (allowed, counted)
+in audit mode; audit mode never asks for a challenge either, so it changes nothing users see.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from sidecar.core.model import (
+    Decision,
+    RecommendedAction,
+    TokenStatus,
+    UpstreamAssessment,
+    Verdict,
+)
+from sidecar.core.ports import FailureKind
+from sidecar.policy.schema import ActionPolicy, FailurePolicy, LabelAction, Mode
+
+_SEVERITY = {LabelAction.ALLOW: 0, LabelAction.CHALLENGE: 1, LabelAction.BLOCK: 2}
+
+
+def as_float32(value: float) -> float:
+    """Round to the nearest float32: upstream scores are float32, so 0.9 arrives as 0.8999999761…
+    and must still pass a 0.9 threshold."""
+    try:
+        result: float = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:  # beyond float32's range: keep the sign, as float32 would (inf)
+        result = math.copysign(math.inf, value)
+    return result
+
+
+def hostname_allowed(hostname: str, allowed: tuple[str, ...]) -> bool:
+    """Exact names, or `*.example.com` for any subdomain of example.com (not the apex).
+    Hostnames ignore case and a trailing dot, as DNS does."""
+    if not allowed:
+        return True
+    host = hostname.lower().rstrip(".")
+    for pattern in allowed:
+        pattern = pattern.lower().rstrip(".")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def app_id_allowed(app_id: str, allowed: tuple[str, ...]) -> bool:
+    """Exact package or bundle ids (case matters: they are identifiers, not DNS names),
+    `*.example.app` for ids ending in `.example.app`, or `com.example.*` for ids that start
+    with `com.example.` (reverse-DNS ids grow at the end)."""
+    if not allowed:
+        return True
+    for pattern in allowed:
+        if pattern.startswith("*."):
+            suffix = pattern[1:]
+            if app_id.endswith(suffix) and len(app_id) > len(suffix):
+                return True
+        elif pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if app_id.startswith(prefix) and len(app_id) > len(prefix):
+                return True
+        elif app_id == pattern:
+            return True
+    return False
+
+
+def _source_rule(policy: ActionPolicy, upstream: UpstreamAssessment) -> str | None:
+    """Where the token comes from decides which list applies; None when it is allowed."""
+    if upstream.android_package_name:
+        if not app_id_allowed(upstream.android_package_name, policy.allowed_android_packages):
+            return "android_package_not_allowed"
+    elif upstream.ios_bundle_id:
+        if not app_id_allowed(upstream.ios_bundle_id, policy.allowed_ios_bundles):
+            return "ios_bundle_not_allowed"
+    elif not hostname_allowed(upstream.hostname, policy.allowed_hostnames):
+        return "hostname_not_allowed"
+    return None
+
+
+def _label_rule(policy: ActionPolicy, labels: tuple[str, ...]) -> tuple[LabelAction, str]:
+    """The most severe action any label asks for (block > challenge > allow), and the label.
+    Among equally severe labels the first upstream listed decides, so answers are stable."""
+    worst, which = LabelAction.ALLOW, ""
+    for label in labels:
+        action = policy.account_defender.get(label.upper(), LabelAction.ALLOW)
+        if _SEVERITY[action] > _SEVERITY[worst]:
+            worst, which = action, label.upper()
+    return worst, which
+
+
+def score_passes(score: float, threshold: float) -> bool:
+    """`score ≥ threshold` as float32 values; a score that is not a number never passes."""
+    if math.isnan(score):
+        return False
+    return as_float32(score) >= as_float32(threshold)
+
+
+_UPSTREAM_STATUS = {
+    "EXPIRED": TokenStatus.EXPIRED,
+    "DUPE": TokenStatus.DUPLICATE,
+    "MISSING": TokenStatus.MISSING,
+}
+
+
+def _failed(policy: ActionPolicy) -> tuple[bool, Verdict]:
+    if policy.mode is Mode.AUDIT:
+        return True, Verdict.FAILED_AUDIT
+    return False, Verdict.FAILED_ENFORCE
+
+
+def decide(
+    policy: ActionPolicy,
+    expected_action: str,
+    upstream: UpstreamAssessment,
+    version: str = "",
+    *,
+    now: float | None = None,
+) -> Decision:
+    """The verdict for an assessment upstream answered. `now` (unix seconds) is the clock for
+    `max_token_age`; without it that rule is not applied (a caller enforcing it passes it)."""
+    status = TokenStatus.VALID
+    rule = "passed"
+    invalid_reason = upstream.invalid_reason
+    failed = True
+    challenge = False
+    if not upstream.valid:
+        status = _UPSTREAM_STATUS.get(upstream.invalid_reason, TokenStatus.INVALID)
+        rule = f"token_{status.lower()}"
+    elif (
+        policy.require_action_match
+        and expected_action
+        and upstream.action.lower() != expected_action.lower()
+    ):
+        rule = "action_mismatch"
+        invalid_reason = "UNEXPECTED_ACTION"
+    elif (source := _source_rule(policy, upstream)) is not None:
+        rule = source
+    elif (
+        policy.max_token_age is not None
+        and now is not None
+        and upstream.create_time is not None
+        and now - upstream.create_time > policy.max_token_age
+    ):
+        rule = "token_too_old"
+    elif not score_passes(upstream.score, policy.threshold):
+        rule = "score_below_threshold"
+    else:
+        label_action, label = _label_rule(policy, upstream.account_defender_labels)
+        failed = label_action is LabelAction.BLOCK
+        if label_action is not LabelAction.ALLOW:
+            rule = f"account_defender:{label}"
+            # Audit mode changes nothing users see: no challenge either, only decided_by.
+            challenge = label_action is LabelAction.CHALLENGE and policy.mode is Mode.ENFORCE
+
+    if failed:
+        allowed, verdict = _failed(policy)
+    else:
+        allowed, verdict = True, Verdict.PASSED
+    if challenge:
+        recommended = RecommendedAction.CHALLENGE
+    else:
+        recommended = RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK
+    return Decision(
+        allowed=allowed,
+        verdict=verdict,
+        token_status=status,
+        recommended_action=recommended,
+        decided_by=rule,
+        invalid_reason=invalid_reason,
+        score=upstream.score,
+        threshold=policy.threshold,
+        reasons=upstream.reasons,
+        action=upstream.action,
+        hostname=upstream.hostname,
+        android_package_name=upstream.android_package_name,
+        ios_bundle_id=upstream.ios_bundle_id,
+        create_time=upstream.create_time,
+        assessment_name=upstream.name,
+        account_defender_labels=upstream.account_defender_labels,
+        policy_version=version,
+    )
+
+
+def decide_missing(policy: ActionPolicy, version: str = "") -> Decision:
+    """An empty token: answered locally, never sent upstream."""
+    allowed, verdict = _failed(policy)
+    return Decision(
+        allowed=allowed,
+        verdict=verdict,
+        token_status=TokenStatus.MISSING,
+        recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
+        decided_by="token_missing",
+        invalid_reason="MISSING",
+        threshold=policy.threshold,
+        policy_version=version,
+    )
+
+
+def decide_duplicate(
+    policy: ActionPolicy, original: Decision | None, version: str = ""
+) -> Decision:
+    """A token this sidecar (or its replicas) already assessed: never allowed twice in enforce
+    mode. The original assessment's name is kept so the app can still annotate it."""
+    allowed, verdict = _failed(policy)
+    return Decision(
+        allowed=allowed,
+        verdict=verdict,
+        token_status=TokenStatus.DUPLICATE,
+        recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
+        decided_by="token_duplicate",
+        invalid_reason="DUPE",
+        threshold=policy.threshold,
+        assessment_name=original.assessment_name if original else "",
+        action=original.action if original else "",
+        hostname=original.hostname if original else "",
+        policy_version=version,
+    )
+
+
+def decide_unchecked(
+    policy: ActionPolicy, kind: FailureKind, detail: str, version: str = ""
+) -> Decision:
+    """No answer could be had. In enforce mode the failure policy for this kind of failure
+    decides; an open policy lets the request through as FAILED_AUDIT so it is still counted."""
+    if policy.mode is Mode.AUDIT or policy.failure_policy(kind) is FailurePolicy.OPEN:
+        allowed, verdict = True, Verdict.FAILED_AUDIT
+    else:
+        allowed, verdict = False, Verdict.FAILED_ENFORCE
+    return Decision(
+        allowed=allowed,
+        verdict=verdict,
+        token_status=TokenStatus.UNCHECKED,
+        recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
+        decided_by=f"{kind.value}:{detail}" if detail else kind.value,
+        threshold=policy.threshold,
+        policy_version=version,
+    )

@@ -1,0 +1,77 @@
+"""Listener addresses: their syntax, and which of them the network can reach.
+
+Pure functions, free of gRPC, so that the settings can check a configuration at load (a bad
+address or an exposed listener without TLS or a token fails before anything starts) and the
+server applies the same rules when it binds (`sidecar.server.security`, `listeners`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+
+def is_unix(address: str) -> bool:
+    return address.startswith("unix:")
+
+
+def host_of(address: str) -> str:
+    """`127.0.0.1:50051` → `127.0.0.1`; `[::1]:50051` → `::1`."""
+    host = address.rsplit(":", 1)[0]
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(address: str) -> bool:
+    """A TCP address that only this network namespace (the pod) can reach."""
+    host = host_of(address)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it resolves to something the network can reach
+
+
+def is_exposed(address: str, *, secure_loopback: bool = False) -> bool:
+    """Whether this listener must be secured: every TCP address but loopback, and loopback
+    too when `secure_loopback` (hostNetwork pods share loopback with the whole node)."""
+    if is_unix(address):
+        return False
+    return secure_loopback or not is_loopback(address)
+
+
+def listen_problem(
+    listen: Sequence[str],
+    *,
+    secure_loopback: bool,
+    tls: bool,
+    token: bool,
+    insecure_listen: bool,
+) -> str | None:
+    """Why these listeners may not start as configured, or None when they may."""
+    if tls or token or insecure_listen:
+        return None
+    exposed = [a for a in listen if is_exposed(a, secure_loopback=secure_loopback)]
+    if not exposed:
+        return None
+    return (
+        f"listen: {', '.join(exposed)} can be reached from outside the pod and is not secured: "
+        "set tls_cert_file and tls_key_file (TLS, with tls_client_ca_file for mTLS) or "
+        "auth_token_file (bearer token), listen on loopback or a Unix socket, "
+        "or pass --insecure-listen to serve it in the clear on purpose"
+    )
+
+
+def parse_socket_mode(value: object) -> str:
+    """`"0660"`, `"660"` or the int YAML makes of an unquoted `0660` → `"0660"`."""
+    if isinstance(value, bool):
+        raise ValueError('expected an octal file mode such as "0660"')
+    if isinstance(value, int):
+        mode = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        mode = int(value.strip(), 8) if set(value.strip()) <= set("01234567") else -1
+    else:
+        raise ValueError('expected an octal file mode such as "0660"')
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f'{value!r}: expected an octal file mode such as "0660" (quote it)')
+    return f"0{mode:03o}"

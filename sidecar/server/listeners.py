@@ -1,0 +1,158 @@
+"""Listeners: binding addresses (TCP, Unix sockets) to gRPC servers, or refusing to start.
+
+Loopback and Unix-socket addresses share one server; addresses reachable from outside the pod
+get a server of their own with TLS and/or the bearer-token check (`sidecar.server.security`),
+so the check applies per listener; `health_listen` gets a server with only the Health service.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+
+from sidecar.config import Settings
+from sidecar.server.addresses import is_exposed
+from sidecar.server.security import SecurityError, apply_socket_mode, listener_security
+
+log = logging.getLogger(__name__)
+
+PENDING_REQUESTS = 4096
+
+
+class ListenError(Exception):
+    """An address could not be bound; the sidecar refuses to start."""
+
+
+def socket_path(address: str) -> str:
+    return address.removeprefix("unix://").removeprefix("unix:")
+
+
+def _clear_stale_socket(address: str) -> None:
+    """A SIGKILLed sidecar leaves its socket file behind; remove it only if nobody listens."""
+    path = socket_path(address)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ListenError(f"cannot listen on {address}: {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as error:
+        if error.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            os.unlink(path)
+            return
+        raise ListenError(f"cannot listen on {address}: {error.strerror}") from None
+    finally:
+        probe.close()
+    raise ListenError(f"cannot listen on {address}: another process is serving there")
+
+
+def bind(
+    server: grpc.aio.Server,
+    addresses: list[str],
+    credentials: grpc.ServerCredentials | None = None,
+    socket_mode: str | None = None,
+) -> list[str]:
+    """Bind every address or refuse to start; returns them with the real port filled in."""
+    bound = []
+    for address in addresses:
+        if address.startswith("unix:"):
+            _clear_stale_socket(address)
+        try:
+            if credentials is not None:
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
+        if address.startswith("unix:"):
+            if port == 0 and not os.path.exists(socket_path(address)):
+                raise ListenError(f"cannot listen on {address}")
+            if socket_mode is not None:
+                apply_socket_mode(address, socket_mode)
+            bound.append(address)
+            continue
+        if port == 0:
+            raise ListenError(f"cannot listen on {address}: address in use or not available")
+        host = address.rsplit(":", 1)[0]
+        bound.append(f"{host}:{port}")
+    return bound
+
+
+def server_options() -> list[tuple[str, int]]:
+    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it;
+    a larger pending-call bound, so that overload is answered by the admission limiter."""
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", 1024 * 1024),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # gRPC core cancels calls (CANCELLED) beyond 1,000 not yet handed to the application;
+        # let more through so that the admission limiter answers a burst with a clear
+        # RESOURCE_EXHAUSTED. Past this, gRPC's own bound still protects memory.
+        ("grpc.server.max_pending_requests", PENDING_REQUESTS),
+    ]
+
+
+def bind_listeners(
+    settings: Settings,
+    local: grpc.aio.Server,
+    add_services: Callable[[grpc.aio.Server], grpc.aio.Server],
+    listeners: list[grpc.aio.Server],
+    front: list[grpc.aio.ServerInterceptor],
+) -> list[str]:
+    """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
+    pod go on a server of their own, with TLS and/or the token check (see sidecar.server.security),
+    so the check applies per listener; it is appended to `listeners`. Returns the bound
+    addresses in the order configured."""
+    exposed: grpc.aio.Server | None = None
+    credentials = None
+    bound = []
+    for address in settings.listen:
+        if not is_exposed(address, secure_loopback=settings.secure_loopback):
+            bound += bind(local, [address], None, settings.socket_mode)
+            continue
+        if exposed is None:
+            try:
+                security = listener_security(
+                    tls_cert_file=settings.tls_cert_file,
+                    tls_key_file=settings.tls_key_file,
+                    tls_client_ca_file=settings.tls_client_ca_file,
+                    auth_token_file=settings.auth_token_file,
+                )
+            except SecurityError as error:
+                raise ListenError(str(error)) from None
+            credentials = security.credentials
+            exposed = add_services(
+                grpc.aio.server(
+                    options=server_options(), interceptors=[*front, *security.interceptors]
+                )
+            )
+            listeners.append(exposed)
+            log.info("exposed listeners secured", extra={"security": security.describe})
+        bound += bind(exposed, [address], credentials)
+    return bound
+
+
+def bind_health(
+    settings: Settings, servicer: health.aio.HealthServicer, listeners: list[grpc.aio.Server]
+) -> str | None:
+    """health_listen: a server with only the Health service, for kubelet's gRPC probes, which
+    speak neither TLS nor tokens. It shares the servicer, so it flips NOT_SERVING with the rest."""
+    if settings.health_listen is None:
+        return None
+    probe = grpc.aio.server(options=server_options())
+    listeners.append(probe)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]
