@@ -92,6 +92,9 @@ class UpstreamAssessment:
     ios_bundle_id: str = ""
     create_time: float | None = None
     account_defender_labels: tuple[str, ...] = ()
+    # The answer to a retry after an attempt that may have reached Google: a DUPE then may be
+    # our own earlier attempt, so it proves nothing about the token (`policy.rules.decide`).
+    ambiguous_retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,10 @@ from sidecar.core.model import (
     Delivery,
     UpstreamAssessment,
 )
+
+# Seconds on a monotonic clock (`time.monotonic`, the event loop's clock); injected wherever
+# time is read, so tests drive deadlines, budgets and breakers with a fake one.
+Clock = Callable[[], float]
 
 # ---- failures ---------------------------------------------------------------------------------
 

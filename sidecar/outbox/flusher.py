@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.core.backoff import Backoff
 from sidecar.core.errors import UpstreamRejected
 from sidecar.core.model import AnnotationRequest, Delivery
 from sidecar.core.ports import Upstream, UpstreamError
@@ -56,9 +57,9 @@ class Judgement:
 
 
 def backoff(settings: FlushSettings, attempts: int) -> float:
-    """Exponential with jitter in [half, full], so rows failed together spread out."""
-    ceiling = min(settings.max_backoff, settings.initial_backoff * 2.0 ** min(attempts, 30))
-    return ceiling * random.uniform(0.5, 1.0)
+    """The shared back-off rule (`core.backoff`) with jitter in [half, full] of the ceiling:
+    rows failed together spread out, and none is tried again at once."""
+    return Backoff(settings.initial_backoff, settings.max_backoff).delay(attempts, floor=0.5)
 
 
 def judge(row: Row, error: UpstreamError | None, now: float, settings: FlushSettings) -> Judgement:

@@ -142,6 +142,10 @@ def decide(
     failed = True
     challenge = False
     if not upstream.valid:
+        if upstream.invalid_reason == "DUPE" and upstream.ambiguous_retry:
+            # Our own earlier attempt may have consumed the token and lost its answer: the
+            # outcome is unknown, never DUPLICATE (and never a pass).
+            return decide_unchecked(policy, FailureKind.TRANSIENT, "outcome_unknown", version)
         status = _UPSTREAM_STATUS.get(upstream.invalid_reason, TokenStatus.INVALID)
         rule = f"token_{status.lower()}"
     elif (

@@ -44,13 +44,10 @@ from sidecar.server.servicer import VerificationServicer
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
 from sidecar.telemetry.tracing import policy_span
+from sidecar.upstream.breaker import BreakerSettings
+from sidecar.upstream.budget import BudgetSettings
 from sidecar.upstream.client import GoogleUpstream
-from sidecar.upstream.resilience import (
-    BreakerSettings,
-    BudgetSettings,
-    ResilientUpstream,
-    RetrySettings,
-)
+from sidecar.upstream.retry import ResilientUpstream, RetrySettings
 
 log = logging.getLogger(__name__)
 

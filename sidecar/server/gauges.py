@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sidecar.outbox import Outbox
 from sidecar.telemetry.metrics import Instruments
-from sidecar.upstream.resilience import RPC_ANNOTATE, RPC_CREATE, ResilientUpstream
+from sidecar.upstream.retry import RPC_ANNOTATE, RPC_CREATE, ResilientUpstream
 
 
 @dataclass(frozen=True, slots=True)

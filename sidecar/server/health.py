@@ -8,7 +8,7 @@ import logging
 
 from grpc_health.v1 import health, health_pb2
 
-from sidecar.upstream.resilience import ResilientUpstream
+from sidecar.upstream.retry import ResilientUpstream
 
 log = logging.getLogger(__name__)
 

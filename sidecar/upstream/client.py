@@ -16,11 +16,9 @@ from google.cloud.recaptchaenterprise_v1.services.recaptcha_enterprise_service.t
     grpc_asyncio as gapic_transport,
 )
 from google.cloud.recaptchaenterprise_v1.types import recaptchaenterprise as types
-from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment, UserIdKind
-from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
+from sidecar.upstream.classify import classify
 
 _SERVICE = "/google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService/"
 _pb_CreateAssessmentRequest = types.CreateAssessmentRequest.pb()
@@ -36,25 +34,6 @@ _pb_RiskAnalysis = types.RiskAnalysis.pb()
 _pb_AccountDefender = types.AccountDefenderAssessment.pb()
 
 DEFAULT_ENDPOINT = "recaptchaenterprise.googleapis.com:443"
-
-# Codes that prove Google did not act on the request: the token is still unused.
-_NOT_PROCESSED = {
-    grpc.StatusCode.INVALID_ARGUMENT: FailureKind.CONFIG,
-    grpc.StatusCode.UNAUTHENTICATED: FailureKind.CONFIG,
-    grpc.StatusCode.PERMISSION_DENIED: FailureKind.CONFIG,
-    grpc.StatusCode.NOT_FOUND: FailureKind.CONFIG,
-    grpc.StatusCode.FAILED_PRECONDITION: FailureKind.CONFIG,
-    grpc.StatusCode.UNIMPLEMENTED: FailureKind.CONFIG,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: FailureKind.QUOTA,
-}
-# Codes worth another attempt (the retry layer still checks whether the token could be spent).
-_RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.ABORTED,
-}
 
 
 def _enum_name(enum_type: object, value: int, unknown: str) -> str:
@@ -141,61 +120,6 @@ def build_annotate_request(request: AnnotationRequest) -> object:
         if event.event_time is not None:
             te.event_time.FromNanoseconds(int(event.event_time * 1e9))
     return message
-
-
-def retry_info_delay(details: bytes) -> float | None:
-    """The `google.rpc.RetryInfo.retry_delay` in a `grpc-status-details-bin` trailer, if any."""
-    try:
-        status = status_pb2.Status.FromString(details)
-    except DecodeError:
-        return None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            delay: float = info.retry_delay.ToTimedelta().total_seconds()
-            return max(0.0, delay)
-    return None
-
-
-def classify(error: grpc.aio.AioRpcError) -> UpstreamError:
-    """One place that turns a gRPC failure into the core's failure classes."""
-    code = error.code()
-    pushback = None
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-retry-pushback-ms":
-            try:
-                pushback = max(0.0, int(value) / 1000.0)
-            except ValueError:
-                pushback = None
-        elif key == "grpc-status-details-bin" and pushback is None and isinstance(value, bytes):
-            pushback = retry_info_delay(value)
-    if code in _NOT_PROCESSED:
-        return UpstreamError(
-            UpstreamFailure(
-                _NOT_PROCESSED[code],
-                code.name,
-                error.details() or "",
-                reached=False,
-                pushback=pushback,
-            )
-        )
-    reached: bool | None = None
-    details = (error.details() or "").lower()
-    if code is grpc.StatusCode.UNAVAILABLE and (
-        "failed to connect" in details or "connection refused" in details
-    ):
-        reached = False  # the connection was never made, so nothing was sent
-    return UpstreamError(
-        UpstreamFailure(
-            FailureKind.TRANSIENT,
-            code.name,
-            error.details() or "",
-            reached=reached,
-            retryable=code in _RETRYABLE,
-            pushback=pushback,
-        )
-    )
 
 
 class GoogleUpstream:

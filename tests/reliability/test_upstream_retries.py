@@ -14,7 +14,7 @@ import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.emulator import mint_token
-from sidecar.upstream.resilience import BudgetSettings
+from sidecar.upstream.budget import BudgetSettings
 from tests.support.fleet import control, settings_env, sidecar_stubs, start_emulator, start_sidecar
 
 pytestmark = pytest.mark.slow

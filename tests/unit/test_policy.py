@@ -307,6 +307,22 @@ def test_invalid_tokens_keep_upstream_reason(reason: str, status: TokenStatus) -
     assert (decision.token_status, decision.invalid_reason) == (status, reason)
 
 
+def test_dupe_after_an_ambiguous_attempt_is_outcome_unknown_not_duplicate() -> None:
+    """Our own earlier attempt may have spent the token: a DUPE then proves nothing. It is
+    UNCHECKED under the upstream-failure policy (closed by default, open if so configured)."""
+    answer = upstream(valid=False, invalid_reason="DUPE", ambiguous_retry=True)
+    decision = decide(rules(), "login", answer, "v1", now=NOW)
+    assert (decision.token_status, decision.decided_by) == (
+        TokenStatus.UNCHECKED,
+        "transient:outcome_unknown",
+    )
+    assert not decision.allowed and decision.policy_version == "v1"
+    assert decide(rules(on_upstream_failure="open"), "login", answer, now=NOW).allowed
+    # any other answer after an ambiguous attempt is as good as a first one
+    fresh = decide(rules(), "login", upstream(ambiguous_retry=True), now=NOW)
+    assert fresh.token_status is TokenStatus.VALID and fresh.allowed
+
+
 def test_policy_rules_keep_token_valid_and_action_mismatch_says_why() -> None:
     decision = decide(rules(), "login", upstream(action="signup"), now=NOW)
     assert (decision.token_status, decision.invalid_reason) == (

@@ -1,53 +1,11 @@
-"""What the retry layer is told about a failure: pushback from either header, and how the
-outbox judges a row after one send."""
+"""How the outbox judges a row after one send: delivered, retried later (with the shared,
+jittered back-off) or dead-lettered."""
 
 from __future__ import annotations
-
-import grpc
-import pytest
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc import aio
 
 from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
 from sidecar.outbox import FlushSettings, judge
 from sidecar.outbox.store import Row
-from sidecar.upstream.client import classify
-
-
-def rpc_error(code: grpc.StatusCode, *trailing: tuple[str, str | bytes]) -> aio.AioRpcError:
-    return aio.AioRpcError(code, aio.Metadata(), aio.Metadata(*trailing), "details")
-
-
-def test_retry_pushback_ms_header() -> None:
-    error = classify(rpc_error(grpc.StatusCode.UNAVAILABLE, ("grpc-retry-pushback-ms", "250")))
-    assert error.pushback == pytest.approx(0.25)
-    assert (error.kind, error.retryable, error.reached) == (FailureKind.TRANSIENT, True, None)
-
-
-def test_retry_info_in_status_details() -> None:
-    info = error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=1, nanos=500_000_000)
-    )
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=14, message="busy", details=[detail])
-    error = classify(
-        rpc_error(
-            grpc.StatusCode.UNAVAILABLE, ("grpc-status-details-bin", status.SerializeToString())
-        )
-    )
-    assert error.pushback == pytest.approx(1.5)
-
-
-def test_unreadable_pushback_is_ignored() -> None:
-    error = classify(rpc_error(grpc.StatusCode.UNAVAILABLE, ("grpc-retry-pushback-ms", "soon")))
-    assert error.pushback is None
-    error = classify(
-        rpc_error(grpc.StatusCode.UNAVAILABLE, ("grpc-status-details-bin", b"\xff\xff"))
-    )
-    assert error.pushback is None
-
 
 ROW = Row(id=7, payload=b"", created=0.0, attempts=3, rejections=0)
 SETTINGS = FlushSettings(max_attempts=3, initial_backoff=0.5, max_backoff=4.0)
@@ -93,3 +51,16 @@ def test_breaker_refusal_is_not_an_attempt() -> None:
     )
     retry = judge(ROW, error, 0.0, SETTINGS).retry
     assert retry is not None and not retry.attempted and not retry.rejected
+
+
+def test_rows_failed_together_spread_out() -> None:
+    """Jitter: fifty rows failed in one batch are not all due at the same instant, and none
+    is due before half its back-off."""
+    error = UpstreamError(UpstreamFailure(FailureKind.TRANSIENT, "UNAVAILABLE", "x"))
+    due = []
+    for row_id in range(50):
+        retry = judge(Row(row_id, b"", 0.0, 3, 0), error, 100.0, SETTINGS).retry
+        assert retry is not None
+        due.append(retry.next_attempt)
+    assert all(102.0 <= when <= 104.0 for when in due)
+    assert len(set(due)) > 25
