@@ -34,7 +34,7 @@ generate: $(STAMP)
 
 ## Fail when a committed generated file is not what `make generate` produces (new files too).
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- clients/ proto/)" ]; then git status --short -- clients/ proto/; echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- clients/ proto/ sidecar/third_party/)" ]; then git status --short -- clients/ proto/ sidecar/third_party/; echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; fi
 
 ## Client toolchain dependencies and builds (npm, Go modules, Maven); buf lint, format, breaking.
 clients:

@@ -30,8 +30,8 @@ echo "== import contracts (dependencies point into the core)"
 $BIN/lint-imports
 echo "== generated code is current"
 bash scripts/generate.sh
-if [ -n "$(git status --porcelain -- clients/ proto/)" ]; then
-  git status --short -- clients/ proto/
+if [ -n "$(git status --porcelain -- clients/ proto/ sidecar/third_party/)" ]; then
+  git status --short -- clients/ proto/ sidecar/third_party/
   echo "generated code is stale: run 'make generate' and commit" >&2
   exit 1
 fi
