@@ -46,7 +46,7 @@ def apply_socket_mode(address: str, mode: str) -> None:
     os.chmod(path, int(mode, 8))
 
 
-def _fingerprint(path: Path) -> tuple[int, int, int]:
+def fingerprint(path: Path) -> tuple[int, int, int]:
     """Changes when a mounted Secret is updated (kubelet swaps a symlink, so follow it)."""
     info = path.stat()
     return (info.st_ino, info.st_mtime_ns, info.st_size)
@@ -64,7 +64,7 @@ class TokenFile:
 
     def reload(self) -> None:
         try:
-            seen = _fingerprint(self.path)
+            seen = fingerprint(self.path)
             token = self.path.read_text().strip()
         except OSError as error:
             raise SecurityError(
@@ -80,7 +80,7 @@ class TokenFile:
 
     def _refresh(self) -> None:
         try:
-            if _fingerprint(self.path) != self._seen:
+            if fingerprint(self.path) != self._seen:
                 self.reload()
         except (OSError, SecurityError) as error:
             # Keep the last good token: a half-written Secret update must not lock everyone out.
@@ -183,7 +183,7 @@ class TlsFiles:
 
     def _fingerprints(self) -> tuple[tuple[int, int, int], ...]:
         paths = [self.cert, self.key, *([self.client_ca] if self.client_ca else [])]
-        return tuple(_fingerprint(path) for path in paths)
+        return tuple(fingerprint(path) for path in paths)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Credentials whose certificates follow the files (cert-manager renewals)."""
