@@ -13,9 +13,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from opentelemetry import propagate, trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import NonRecordingSpan, Span, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -61,17 +62,23 @@ class _MetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):
 
 
 METADATA_GETTER = _MetadataGetter()
+# What goes upstream: W3C `traceparent` / `tracestate` only. The default propagators
+# (`OTEL_PROPAGATORS=tracecontext,baggage`) would also forward the caller's baggage, which apps
+# fill with user data (e-mail, session ids): it must never leave the pod.
+_UPSTREAM_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def extract(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context:
-    """The caller's trace context (the configured propagators, W3C `traceparent` by default)."""
-    return propagate.extract(metadata or (), getter=METADATA_GETTER)
+    """The caller's trace context (the configured propagators, W3C `traceparent` by default),
+    without its baggage: nothing the sidecar records or sends may carry it."""
+    return baggage.clear(propagate.extract(metadata or (), getter=METADATA_GETTER))
 
 
 def inject() -> tuple[tuple[str, str], ...]:
-    """The current trace context as gRPC metadata for an outgoing call."""
+    """The current trace context as gRPC metadata for an outgoing call: `traceparent` and
+    `tracestate`, never baggage."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    _UPSTREAM_PROPAGATOR.inject(carrier)
     return tuple(carrier.items())
 
 

@@ -304,3 +304,29 @@ async def test_otlp_over_http(http_receiver: OtlpReceiver, make_sidecar: Sidecar
     root = next(s for s in spans_of(http_receiver, trace_id) if s.is_server)
     assert root.parent_span_id == caller
     assert http_receiver.wait_for(lambda r: "verdict_count" in r.metric_names())
+
+
+async def test_callers_baggage_never_goes_upstream(
+    receiver: OtlpReceiver, make_sidecar: SidecarFactory, emulator: EmulatorHandle
+) -> None:
+    """Issue 13 item 12: apps put user data in W3C baggage; only `traceparent` and
+    `tracestate` go on to Google, and no span carries the baggage."""
+    handle = await make_sidecar(policy=POLICY)
+    trace_id, _, header = traceparent()
+    secret = "user.email=victim%40example.org,session=s3cr3t-session-id"
+    answer = await handle.stub.Assess(
+        pb.AssessRequest(token=mint_token(score=0.9, action="login"), expected_action="login"),
+        metadata=(("traceparent", header), ("tracestate", "vendor=opaque"), ("baggage", secret)),
+        timeout=5,
+    )
+    assert answer.verdict == pb.VERDICT_PASSED
+    stats = await emulator.control.stats()
+    sent = dict(stats["recent_creates"][-1]["metadata"])
+    assert sent["traceparent"].split("-")[1] == trace_id, "the trace context still goes upstream"
+    assert sent["tracestate"] == "vendor=opaque"
+    assert "baggage" not in sent, sent
+    assert not any("victim" in value or "s3cr3t" in value for value in sent.values()), sent
+    await flush(handle)
+    assert receiver.wait_for(lambda r: len(spans_of(r, trace_id)) >= 5)
+    for span in spans_of(receiver, trace_id):
+        assert not any("victim" in str(v) or "s3cr3t" in str(v) for v in span.attributes.values())
