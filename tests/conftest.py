@@ -15,6 +15,8 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.config import load_settings
 from sidecar.emulator import EmulatorControl, EmulatorService, start_emulator
 from sidecar.server.app import Sidecar, start_sidecar
+from tests.support.google import GoogleEmulator
+from tests.support.google import google_emulator as _google_emulator
 from tests.support.redis_server import RedisServer
 
 
@@ -58,6 +60,15 @@ async def emulator() -> AsyncIterator[EmulatorHandle]:
     yield EmulatorHandle(address, service, EmulatorControl(channel))
     await channel.close()
     await server.stop(0)
+
+
+@pytest.fixture
+async def google_emulator(tmp_path: Path) -> AsyncIterator[GoogleEmulator]:
+    """The emulator as Google really is: TLS with its own CA, an API key, a GCE metadata
+    server handing out access tokens, a project id and typed site keys (tests/support/google.py).
+    The default upstream for new upstream tests."""
+    async with _google_emulator(tmp_path) as google:
+        yield google
 
 
 SidecarFactory = Callable[..., Awaitable[SidecarHandle]]

@@ -82,15 +82,10 @@ def _security_flags(serve: argparse.ArgumentParser) -> None:
 
 
 def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sidecar.emulator import cli as emulator_cli
+
     emulator = commands.add_parser("emulator", help="run the reCAPTCHA emulator on its own")
-    emulator.add_argument(
-        "--listen",
-        action="append",
-        metavar="ADDR",
-        help="address (repeatable); default 127.0.0.1:50052",
-    )
-    emulator.add_argument("--project-number", default="123456789")
-    emulator.add_argument("--seed", type=int, help="seed for the fault knobs' randomness")
+    emulator_cli.add_arguments(emulator)
 
     mint = commands.add_parser("mint-token", help="print an emulator token")
     mint.add_argument("--score", type=float, default=0.9)
@@ -195,21 +190,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from sidecar.emulator import EmulatorBindError, run_emulator
+    from sidecar.emulator import cli as emulator_cli
 
     _configure_logging("INFO")
-    try:
-        asyncio.run(
-            run_emulator(
-                args.listen or ["127.0.0.1:50052"],
-                project_number=args.project_number,
-                seed=args.seed,
-            )
-        )
-    except EmulatorBindError as error:
-        print(f"recaptcha-sidecar emulator: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return emulator_cli.run(args)
 
 
 def _mint(args: argparse.Namespace) -> int:

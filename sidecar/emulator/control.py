@@ -7,10 +7,13 @@ never expose an emulator beyond loopback.
 
 Wire shapes (every field optional unless noted):
 
-- ``SetFaults``: ``{"rpc": "create" | "annotate", "faults": {knob: value}}`` replaces that
-  RPC's knobs; ``{"clear": true}`` resets both. Answers ``{"faults": {rpc: {knob: value}}}``.
+- ``SetFaults``: ``{"rpc": "create" | "annotate" | "metadata", "faults": {knob: value}}``
+  replaces that RPC's knobs; ``{"clear": true}`` resets all. Answers
+  ``{"faults": {rpc: {knob: value}}}``.
 - ``GetStats``: ``{"tokens": [str], "digests": [hex]}`` answers ``EmulatorService.stats()``.
 - ``Reset``: ``{}`` forgets tokens, assessments, counters and faults. Answers ``{}``.
+- ``ExpireAccessTokens``: ``{}`` makes every access token issued so far expired. Answers
+  ``{"expired": n}``.
 
 Bad requests answer INVALID_ARGUMENT with the reason in the details.
 """
@@ -64,7 +67,7 @@ def control_handler(service: EmulatorService) -> Any:
         rpc = request.get("rpc")
         knobs = request.get("faults", {})
         if not isinstance(rpc, str) or not isinstance(knobs, dict):
-            raise ValueError('expected {"rpc": "create" | "annotate", "faults": {...}}')
+            raise ValueError('expected {"rpc": "create" | "annotate" | "metadata", "faults": {}}')
         return {"faults": service.set_faults(rpc, **knobs)}
 
     def get_stats(request: _Json) -> _Json:
@@ -78,12 +81,16 @@ def control_handler(service: EmulatorService) -> Any:
         service.reset()
         return {}
 
+    def expire_access_tokens(request: _Json) -> _Json:
+        return {"expired": service.expire_access_tokens()}
+
     return grpc.method_handlers_generic_handler(
         CONTROL_SERVICE_NAME,
         {
             "SetFaults": method(set_faults),
             "GetStats": method(get_stats),
             "Reset": method(reset),
+            "ExpireAccessTokens": method(expire_access_tokens),
         },
     )
 
@@ -96,6 +103,7 @@ class EmulatorControl:
         self._set_faults = self._method(channel, "SetFaults")
         self._get_stats = self._method(channel, "GetStats")
         self._reset = self._method(channel, "Reset")
+        self._expire = self._method(channel, "ExpireAccessTokens")
 
     @staticmethod
     def _method(channel: Any, name: str) -> Callable[..., Awaitable[_Json]]:
@@ -107,10 +115,12 @@ class EmulatorControl:
         return call
 
     async def set_faults(self, rpc: str, **knobs: object) -> dict[str, dict[str, Any]]:
-        """Replace the knobs of ``rpc`` ("create" or "annotate"); returns every RPC's knobs.
+        """Replace the knobs of ``rpc``; returns every RPC's knobs.
 
-        Knobs: latency_ms, error_rate, error_code (name or number), hang,
-        fail_after_consume_rate, quota, retry_pushback_ms, seed.
+        "create" / "annotate": latency_ms, hang, quota, error_rate, error_code (name or
+        number), error_reason, error_field, fail_after_consume_rate, retry_delay_ms, seed.
+        "metadata" (the GCE metadata server's token endpoint): status, hang, latency_ms,
+        times, token_lifetime_s.
         """
         wire = {k: v.name if isinstance(v, grpc.StatusCode) else v for k, v in knobs.items()}
         answer = await self._set_faults({"rpc": rpc, "faults": wire}, timeout=self._timeout)
@@ -136,3 +146,9 @@ class EmulatorControl:
     async def reset(self) -> None:
         """Forget every token, assessment, counter and fault."""
         await self._reset({}, timeout=self._timeout)
+
+    async def expire_access_tokens(self) -> int:
+        """Expire every access token issued so far; clients must refresh. Returns how many."""
+        answer = await self._expire({}, timeout=self._timeout)
+        expired: int = answer["expired"]
+        return expired

@@ -2,8 +2,10 @@
 
 It answers from the claims a token carries (see ``tokens.py``) the way Google documents the
 API: one assessment per token, then DUPE; EXPIRED after two minutes; an assessment name that
-Annotate accepts. The counters and knobs exist so tests can prove what the sidecar sent
-upstream and how it copes when upstream misbehaves.
+Annotate accepts. It checks what Google checks, each when configured (see ``project.py``):
+credentials, the project, the site key; and it fails with Google's error shapes (``errors.py``).
+The counters and knobs exist so tests can prove what the sidecar sent upstream and how it
+copes when upstream misbehaves.
 
 The hot path uses plain protobuf classes (no proto-plus wrappers) and constant-time state
 operations, because the sidecar's benchmark uses this emulator as its upstream.
@@ -19,42 +21,48 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
 from google.cloud.recaptchaenterprise_v1.types import (
-    AccountDefenderAssessment,
     AnnotateAssessmentRequest,
     AnnotateAssessmentResponse,
-    Assessment,
     CreateAssessmentRequest,
-    RiskAnalysis,
-    TokenProperties,
 )
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format
 
+from sidecar.emulator import answers, errors
+from sidecar.emulator.answers import AssessmentPb
+from sidecar.emulator.errors import GoogleError
+from sidecar.emulator.faults import Faults
+from sidecar.emulator.keys import Platform, SiteKey, origin_without_key
+from sidecar.emulator.metadata import MetadataFaults, MetadataState
+from sidecar.emulator.project import (
+    DEFAULT_PROJECT_NUMBER,
+    Project,
+    TokenIssuer,
+    check_credentials,
+    redact,
+)
 from sidecar.emulator.tokens import parse_token
 
 SERVICE_NAME = "google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService"
-DEFAULT_PROJECT_NUMBER = "123456789"
 RPC_CREATE = "create"
 RPC_ANNOTATE = "annotate"
+RPC_METADATA = "metadata"  # the fake GCE metadata server's token endpoint
 RPCS = (RPC_CREATE, RPC_ANNOTATE)
-RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+_METHODS = {RPC_CREATE: "CreateAssessment", RPC_ANNOTATE: "AnnotateAssessment"}
 
 # Plain protobuf classes: proto-plus marshalling costs more than the emulator's own work.
 CreateAssessmentRequestPb: Any = CreateAssessmentRequest.pb()
-AssessmentPb: Any = Assessment.pb()
 AnnotateAssessmentRequestPb: Any = AnnotateAssessmentRequest.pb()
 AnnotateAssessmentResponsePb: Any = AnnotateAssessmentResponse.pb()
-_InvalidReason: Any = TokenProperties.pb().InvalidReason
-_ClassificationReason: Any = RiskAnalysis.pb().ClassificationReason
-_AccountDefenderLabel: Any = AccountDefenderAssessment.pb().AccountDefenderLabel
 _EMPTY_ANNOTATE_RESPONSE: Any = AnnotateAssessmentResponsePb()
 
-_PARENT = re.compile(r"projects/[^/]+")
+_PARENT = re.compile(r"projects/([^/]+)")
+_ASSESSMENT_NAME = re.compile(r"projects/([^/]+)/assessments/([^/]+)")
+_SITE_KEY_FIELD = "assessment.event.site_key"
 
 
 def _register_service_descriptor() -> None:
@@ -92,101 +100,6 @@ def _register_service_descriptor() -> None:
 _register_service_descriptor()
 
 
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """The misbehaviour configured for one RPC; the defaults are a healthy upstream."""
-
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    error_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
-    hang: bool = False
-    fail_after_consume_rate: float = 0.0
-    quota: bool = False
-    retry_pushback_ms: int | None = None
-    seed: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """False for a healthy configuration, so the hot path can skip every check."""
-        return bool(
-            self.latency_ms
-            or self.error_rate
-            or self.hang
-            or self.quota
-            or self.fail_after_consume_rate
-        )
-
-    @classmethod
-    def from_knobs(cls, knobs: Mapping[str, object]) -> Faults:
-        """Validate knobs from a test or the JSON control plane; ValueError names the bad one."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(knobs) - known)
-        if unknown:
-            raise ValueError(f"unknown fault knob(s) {unknown}; known: {sorted(known)}")
-        return cls(
-            latency_ms=_number(knobs, "latency_ms", 0.0, upper=None),
-            error_rate=_number(knobs, "error_rate", 0.0, upper=1.0),
-            error_code=_status_code(knobs.get("error_code", grpc.StatusCode.UNAVAILABLE)),
-            hang=_flag(knobs, "hang"),
-            fail_after_consume_rate=_number(knobs, "fail_after_consume_rate", 0.0, upper=1.0),
-            quota=_flag(knobs, "quota"),
-            retry_pushback_ms=_optional_int(knobs, "retry_pushback_ms"),
-            seed=_optional_int(knobs, "seed", minimum=None),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The knobs as the control plane shows them (status codes by name)."""
-        return {
-            "latency_ms": self.latency_ms,
-            "error_rate": self.error_rate,
-            "error_code": self.error_code.name,
-            "hang": self.hang,
-            "fail_after_consume_rate": self.fail_after_consume_rate,
-            "quota": self.quota,
-            "retry_pushback_ms": self.retry_pushback_ms,
-            "seed": self.seed,
-        }
-
-
-def _number(knobs: Mapping[str, object], key: str, default: float, upper: float | None) -> float:
-    value = knobs.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
-        raise ValueError(f"{key} must be a number")
-    if value < 0 or (upper is not None and value > upper):
-        raise ValueError(f"{key} must be in [0, {upper if upper is not None else 'inf'}]")
-    return float(value)
-
-
-def _flag(knobs: Mapping[str, object], key: str) -> bool:
-    value = knobs.get(key, False)
-    if not isinstance(value, bool):
-        raise ValueError(f"{key} must be true or false")
-    return value
-
-
-def _optional_int(knobs: Mapping[str, object], key: str, minimum: int | None = 0) -> int | None:
-    value = knobs.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key} must be an integer")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{key} must be >= {minimum}")
-    return value
-
-
-def _status_code(value: object) -> Any:
-    """Accept a grpc.StatusCode, its name ("UNAVAILABLE") or its number (14)."""
-    if isinstance(value, bool):
-        raise ValueError(f"error_code must be a non-OK gRPC status code, not {value!r}")
-    for code in grpc.StatusCode:
-        if value is code or value == code.name or value == code.value[0]:
-            if code is grpc.StatusCode.OK:
-                break
-            return code
-    raise ValueError(f"error_code must be a non-OK gRPC status code, not {value!r}")
-
-
 class _FaultState:
     """One RPC's knobs and its own RNG, so the two RPCs' draws do not disturb each other."""
 
@@ -206,7 +119,8 @@ def _remember(store: OrderedDict[Any, Any], key: Any, value: Any, limit: int) ->
 
 
 class EmulatorService:
-    """The emulated upstream. One instance per server; all state lives on the event loop.
+    """The emulated upstream. One instance per server; all state lives on the event loop
+    (the metadata server's threads touch only the token issuer and their own state).
 
     Every state change happens synchronously between awaits, so concurrent calls for one
     token are serialised exactly as upstream serialises them: one VALID, the rest DUPE.
@@ -215,17 +129,23 @@ class EmulatorService:
     def __init__(
         self,
         *,
-        project_number: str = DEFAULT_PROJECT_NUMBER,
+        project_number: str | None = None,
+        project: Project | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         recent_limit: int = 100,
         annotation_limit: int = 10_000,
         tracked_limit: int = 1_000_000,
     ) -> None:
-        if not project_number or "/" in project_number:
-            raise ValueError(f"invalid project number {project_number!r}")
-        self.project_number = project_number
-        self._name_prefix = f"projects/{project_number}/assessments/"
+        if project is None:
+            project = Project(number=project_number or DEFAULT_PROJECT_NUMBER)
+        elif project_number is not None and project_number != project.number:
+            raise ValueError("project_number disagrees with project.number")
+        self.project = project
+        self.project_number = project.number
+        self.issuer = TokenIssuer(clock=clock)
+        self.metadata = MetadataState()
+        self._name_prefix = f"projects/{project.number}/assessments/"
         self._seed = seed
         self._clock = clock
         self._recent_limit = recent_limit
@@ -237,7 +157,10 @@ class EmulatorService:
     # ---- control -------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every token, assessment, counter and fault: a fresh upstream."""
+        """Forget every token, assessment, counter and fault: a fresh upstream.
+
+        Access tokens already issued stay valid: they are the client's credentials, not data.
+        """
         self._consumed: OrderedDict[bytes, None] = OrderedDict()
         self._assessments: OrderedDict[str, None] = OrderedDict()
         self._calls_by_digest: OrderedDict[bytes, int] = OrderedDict()
@@ -250,16 +173,22 @@ class EmulatorService:
         self._annotated_names: set[str] = set()
         self._recent_creates: deque[tuple[str, Any, Any]] = deque(maxlen=self._recent_limit)
         self._metadata_keys: set[str] = set()
+        self._credentials: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
         self._hanging = 0
         for state in self._faults.values():
             state.injected = 0
+        self.metadata.reset_counters()
         self.clear_faults()
 
     def set_faults(self, rpc: str, **knobs: object) -> dict[str, dict[str, Any]]:
-        """Replace the knobs of ``rpc`` ("create" or "annotate"); unnamed knobs go back to
-        their defaults. ``seed`` reseeds that RPC's RNG for a reproducible run."""
+        """Replace the knobs of ``rpc`` ("create", "annotate" or "metadata"); unnamed knobs go
+        back to their defaults. ``seed`` reseeds that RPC's RNG for a reproducible run."""
+        if rpc == RPC_METADATA:
+            self.metadata.set(MetadataFaults.from_knobs(dict(knobs)))
+            return self.faults()
         if rpc not in self._faults:
-            raise ValueError(f"unknown rpc {rpc!r}; expected one of {list(RPCS)}")
+            raise ValueError(f"unknown rpc {rpc!r}; expected one of {[*RPCS, RPC_METADATA]}")
         faults = Faults.from_knobs(knobs)
         state = self._faults[rpc]
         state.faults = faults
@@ -272,10 +201,17 @@ class EmulatorService:
         for state in self._faults.values():
             state.faults = Faults(seed=self._seed)
             state.rng.seed(self._seed)
+        self.metadata.set(MetadataFaults())
 
     def faults(self) -> dict[str, dict[str, Any]]:
         """The current knobs per RPC, as JSON."""
-        return {rpc: state.faults.to_json() for rpc, state in self._faults.items()}
+        current = {rpc: state.faults.to_json() for rpc, state in self._faults.items()}
+        current[RPC_METADATA] = self.metadata.faults.to_json()
+        return current
+
+    def expire_access_tokens(self) -> int:
+        """Make every access token issued so far expired; returns how many there were."""
+        return self.issuer.expire_all()
 
     def stats(self, *, tokens: Iterable[str] = (), digests: Iterable[str] = ()) -> dict[str, Any]:
         """A JSON-ready snapshot of what reached the emulator.
@@ -309,6 +245,10 @@ class EmulatorService:
                 for parent, event, metadata in self._recent_creates
             ],
             "metadata_keys": sorted(self._metadata_keys),
+            "calls_by_credential": dict(self._credentials),
+            "rejected_calls": dict(self._rejected),
+            "access_tokens_issued": self.issuer.issued,
+            "metadata_server": self.metadata.stats(),
             "hanging_calls": self._hanging,
             "injected_failures": {rpc: s.injected for rpc, s in self._faults.items()},
             "faults": self.faults(),
@@ -338,7 +278,8 @@ class EmulatorService:
         )
 
     async def create_assessment(self, request: Any, context: Any) -> Any:
-        """CreateAssessment: count, inject faults, then assess and consume the token."""
+        """CreateAssessment, in the order Google's front end and service check things:
+        credentials, project, quota, the request, then assess (consuming the token)."""
         self._create_calls += 1
         event = request.assessment.event
         token: str = event.token
@@ -355,28 +296,34 @@ class EmulatorService:
         self._note_metadata(metadata)
         state = self._faults[RPC_CREATE]
         if state.faults.active:
-            await self._fail_before(state, context)
-        if not _PARENT.fullmatch(request.parent):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"parent must be 'projects/{{project}}', got {request.parent!r}",
-            )
-        assessment = self._assess(request, digest)
+            await self._delay(state)
+        await self._admit(RPC_CREATE, metadata, context)
+        await self._check_parent(request.parent, context)
+        if state.faults.active:
+            await self._fail_before(RPC_CREATE, state, context)
+        key = await self._site_key(event, context)
+        assessment = self._assess(event, digest, key)
         if state.faults.active:
             await self._fail_after(state, context)
         return assessment
 
     async def annotate_assessment(self, request: Any, context: Any) -> Any:
-        """AnnotateAssessment: accept annotations only for assessments made here."""
+        """AnnotateAssessment: malformed name INVALID_ARGUMENT, another project's assessment
+        PERMISSION_DENIED, an id this emulator did not issue NOT_FOUND."""
         self._annotate_calls += 1
-        self._note_metadata(context.invocation_metadata() or ())
+        metadata = context.invocation_metadata() or ()
+        self._note_metadata(metadata)
         state = self._faults[RPC_ANNOTATE]
         if state.faults.active:
-            await self._fail_before(state, context)
-        if request.name not in self._assessments:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"assessment {request.name!r} does not exist"
-            )
+            await self._delay(state)
+        await self._admit(RPC_ANNOTATE, metadata, context)
+        name = self._assessment_name(request.name)
+        if isinstance(name, GoogleError):
+            await self._reject(context, name)
+        if state.faults.active:
+            await self._fail_before(RPC_ANNOTATE, state, context)
+        if name not in self._assessments:
+            await self._reject(context, errors.not_found("Assessment", request.name, "Assessment"))
         self._annotations.append(request)
         self._annotations_total += 1
         self._annotated_names.add(request.name)
@@ -384,46 +331,101 @@ class EmulatorService:
             await self._fail_after(state, context)
         return _EMPTY_ANNOTATE_RESPONSE
 
+    # ---- Google's checks -----------------------------------------------------------------
+
+    async def _admit(self, rpc: str, metadata: Sequence[tuple[str, Any]], context: Any) -> None:
+        """Credentials, when the project requires them (API key, or a token issued here)."""
+        if not self.project.require_credentials:
+            return
+        headers = {k: v for k, v in metadata if isinstance(v, str)}
+        _, error = check_credentials(
+            self.project, self.issuer, headers, _METHODS[rpc], self._clock()
+        )
+        if error is not None:
+            await self._reject(context, error)
+
+    async def _check_parent(self, parent: str, context: Any) -> None:
+        match = _PARENT.fullmatch(parent)
+        if match is None:
+            await self._reject(
+                context,
+                errors.bad_request([("parent", "Must be of the form 'projects/{project}'.")]),
+            )
+            return
+        if not self.project.owns(match[1]):
+            await self._reject(
+                context, errors.permission_denied(errors.permission_for("CreateAssessment"), parent)
+            )
+
+    def _assessment_name(self, name: str) -> str | GoogleError:
+        """The name this emulator files the assessment under, or the error for the name."""
+        match = _ASSESSMENT_NAME.fullmatch(name)
+        if match is None:
+            return errors.bad_request(
+                [("name", "Must be of the form 'projects/{project}/assessments/{assessment}'.")]
+            )
+        project, assessment = match[1], match[2]
+        if self.project.id is None:
+            return name  # lenient: only the exact names issued here exist
+        if not self.project.owns(project):
+            resource = f"projects/{project}/assessments/{assessment}"
+            return errors.permission_denied(errors.permission_for("AnnotateAssessment"), resource)
+        return self._name_prefix + assessment  # by project id or number alike
+
+    async def _site_key(self, event: Any, context: Any) -> SiteKey | None:
+        """The key the request names, when the project lists its keys; express rules."""
+        key = None
+        registry = self.project.site_keys
+        if registry is not None:
+            if not event.site_key:
+                await self._reject(
+                    context, errors.bad_request([(_SITE_KEY_FIELD, "A site key is required.")])
+                )
+            key = registry.get(event.site_key)
+            if key is None:
+                detail = f"Key '{event.site_key}' does not exist in project {self.project_number}."
+                await self._reject(context, errors.bad_request([(_SITE_KEY_FIELD, detail)]))
+        if event.express:
+            if event.token:
+                detail = "An express assessment carries no token."
+                await self._reject(
+                    context, errors.bad_request([("assessment.event.token", detail)])
+                )
+            if key is not None and key.platform is not Platform.EXPRESS:
+                detail = f"Key '{key.id}' is not an express key."
+                await self._reject(context, errors.bad_request([(_SITE_KEY_FIELD, detail)]))
+        return key
+
+    async def _reject(self, context: Any, error: GoogleError) -> None:
+        """Refuse the call as Google would; counted by reason (or code) in the stats."""
+        label = error.reason or error.code.name
+        self._rejected[label] = self._rejected.get(label, 0) + 1
+        await errors.abort(context, error)
+
     # ---- behaviour -----------------------------------------------------------------------
 
-    def _assess(self, request: Any, digest: bytes) -> Any:
+    def _assess(self, event: Any, digest: bytes, key: SiteKey | None) -> Any:
         """Build the assessment; consumes the token whatever the verdict (like upstream)."""
-        event = request.assessment.event
         assessment = AssessmentPb()
         name = self._name_prefix + secrets.token_hex(8)
         assessment.name = name
         _remember(self._assessments, name, None, self._tracked_limit)
         assessment.event.CopyFrom(event)
-        properties = assessment.token_properties
-        reason = self._invalid_reason(event, digest)
-        if isinstance(reason, str):
-            properties.valid = False
-            properties.invalid_reason = _InvalidReason.Value(reason)
-            self._outcomes[reason] = self._outcomes.get(reason, 0) + 1
+        if event.express:
+            answers.risk(assessment, answers.express_claims(event))
+            self._outcomes["EXPRESS"] = self._outcomes.get("EXPRESS", 0) + 1
             return assessment
-        claims = reason
-        properties.valid = True
-        if claims.android_package_name is not None:
-            properties.android_package_name = claims.android_package_name
-        elif claims.ios_bundle_id is not None:
-            properties.ios_bundle_id = claims.ios_bundle_id
-        else:
-            properties.hostname = claims.hostname
-        properties.action = claims.action
-        properties.create_time.FromNanoseconds(int(claims.issued_at * 1e9))
-        risk = assessment.risk_analysis
-        risk.score = claims.score
-        if claims.reasons:
-            risk.reasons.extend(_ClassificationReason.Value(r) for r in claims.reasons)
-        if claims.labels:
-            assessment.account_defender_assessment.labels.extend(
-                _AccountDefenderLabel.Value(label) for label in claims.labels
-            )
+        verdict = self._judge(event, digest, key)
+        if isinstance(verdict, str):
+            answers.invalid(assessment, verdict)
+            self._outcomes[verdict] = self._outcomes.get(verdict, 0) + 1
+            return assessment
+        answers.valid(assessment, *verdict)
         self._outcomes["VALID"] = self._outcomes.get("VALID", 0) + 1
         return assessment
 
-    def _invalid_reason(self, event: Any, digest: bytes) -> Any:
-        """The InvalidReason name, or the token's claims when it is valid."""
+    def _judge(self, event: Any, digest: bytes, key: SiteKey | None) -> Any:
+        """The InvalidReason name, or (claims, origin) when the token is valid."""
         token: str = event.token
         if not token:
             return "MISSING"
@@ -439,17 +441,29 @@ class EmulatorService:
             return claims.invalid_reason
         if claims.site_key is not None and claims.site_key != event.site_key:
             return "KEY_MISMATCH"
-        return claims
+        origin = origin_without_key(claims) if key is None else key.check(claims)
+        if isinstance(origin, str):
+            return origin
+        return claims, origin
 
     def _note_metadata(self, metadata: Sequence[tuple[str, Any]]) -> None:
         keys = self._metadata_keys
+        api_key = bearer = False
         for key, _ in metadata:
             keys.add(key)
+            if key == "x-goog-api-key":
+                api_key = True
+            elif key == "authorization":
+                bearer = True
+        kind = (
+            ("both" if bearer else "api_key") if api_key else ("access_token" if bearer else "none")
+        )
+        self._credentials[kind] = self._credentials.get(kind, 0) + 1
 
     # ---- faults --------------------------------------------------------------------------
 
-    async def _fail_before(self, state: _FaultState, context: Any) -> None:
-        """Faults that strike before the request is processed: nothing is consumed."""
+    async def _delay(self, state: _FaultState) -> None:
+        """Latency and hangs strike first, before Google has looked at the request."""
         faults = state.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000.0)
@@ -459,27 +473,26 @@ class EmulatorService:
                 await asyncio.get_running_loop().create_future()  # until the client cancels
             finally:
                 self._hanging -= 1
+
+    async def _fail_before(self, rpc: str, state: _FaultState, context: Any) -> None:
+        """Faults that strike before the request is processed: nothing is consumed."""
+        faults = state.faults
         if faults.quota:
-            await self._inject(
-                state, context, grpc.StatusCode.RESOURCE_EXHAUSTED, "emulated quota exceeded"
-            )
+            await self._inject(state, context, faults.quota_error(self.project_number))
         if faults.error_rate and state.rng.random() < faults.error_rate:
-            await self._inject(state, context, faults.error_code, "emulated upstream failure")
+            error = faults.injected_error(_METHODS[rpc], self.project_number)
+            await self._inject(state, context, error)
 
     async def _fail_after(self, state: _FaultState, context: Any) -> None:
         """The answer is lost after the work is done: the token stays consumed."""
         faults = state.faults
         rate = faults.fail_after_consume_rate
         if rate and state.rng.random() < rate:
-            await self._inject(
-                state, context, grpc.StatusCode.UNAVAILABLE, "emulated failure after processing"
-            )
+            await self._inject(state, context, faults.lost_answer())
 
-    async def _inject(self, state: _FaultState, context: Any, code: Any, details: str) -> None:
+    async def _inject(self, state: _FaultState, context: Any, error: GoogleError) -> None:
         state.injected += 1
-        pushback = state.faults.retry_pushback_ms
-        trailing = () if pushback is None else ((RETRY_PUSHBACK_KEY, str(pushback)),)
-        await context.abort(code, details, trailing_metadata=trailing)
+        await errors.abort(context, error)
 
 
 def token_digest(token: str) -> bytes:
@@ -519,9 +532,11 @@ def _enum_name(enum: Any, number: int) -> str:
 
 
 def _metadata_json(metadata: Sequence[tuple[str, Any]]) -> dict[str, str]:
-    """Binary (-bin) values are shown base64-encoded so the snapshot stays JSON."""
+    """Binary (-bin) values are shown base64-encoded so the snapshot stays JSON; credentials
+    only as a digest prefix."""
     out: dict[str, str] = {}
     for key, value in metadata:
+        value = redact(key, value)
         if isinstance(value, bytes):
             value = base64.b64encode(value).decode("ascii")
         out[key] = value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import re
 import signal
@@ -32,6 +34,7 @@ from google.cloud.recaptchaenterprise_v1.services.recaptcha_enterprise_service i
 from google.cloud.recaptchaenterprise_v1.services.recaptcha_enterprise_service.transports import (
     grpc_asyncio,
 )
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -312,13 +315,31 @@ async def test_annotate_records_the_annotation(emu: Emulator) -> None:
 
 
 async def test_annotate_an_unknown_assessment_is_not_found(emu: Emulator) -> None:
-    for name in ["projects/123456789/assessments/0000000000000000", ""]:
-        with pytest.raises(gexc.NotFound):
-            await emu.client.annotate_assessment(
-                request=AnnotateAssessmentRequest(name=name), timeout=5
-            )
+    unknown = "projects/123456789/assessments/0000000000000000"
+    with pytest.raises(gexc.NotFound) as caught:
+        await emu.client.annotate_assessment(
+            request=AnnotateAssessmentRequest(name=unknown), timeout=5
+        )
+    (info,) = caught.value.details
+    assert (info.resource_type, info.resource_name) == (
+        "recaptchaenterprise.googleapis.com/Assessment",
+        unknown,
+    )
     stats = await emu.control.stats()
-    assert stats["annotate_calls"] == 2 and stats["annotations_total"] == 0
+    assert stats["annotate_calls"] == 1 and stats["annotations_total"] == 0
+    assert stats["rejected_calls"] == {"NOT_FOUND": 1}
+
+
+@pytest.mark.parametrize("name", ["", "projects/p", "assessments/1", "projects/p/assessments/"])
+async def test_annotate_a_malformed_name_is_invalid_argument_naming_the_field(
+    emu: Emulator, name: str
+) -> None:
+    with pytest.raises(gexc.InvalidArgument) as caught:
+        await emu.client.annotate_assessment(
+            request=AnnotateAssessmentRequest(name=name), timeout=5
+        )
+    (violation,) = caught.value.details[0].field_violations
+    assert violation.field == "name"
 
 
 # ---- what reached upstream ----------------------------------------------------------------
@@ -355,14 +376,15 @@ async def test_stats_show_events_and_metadata_that_arrived(emu: Emulator) -> Non
         "account_id": "acct-1",
         "user_ids": [{"email": "a@example.com"}],
     }
-    assert first["metadata"]["x-goog-api-key"] == "test-key"
+    digest = hashlib.sha256(b"test-key").hexdigest()[:12]
+    assert first["metadata"]["x-goog-api-key"] == f"sha256:{digest}", "never the key in clear"
+    assert "test-key" not in json.dumps(stats)
     assert {"x-goog-api-key", "traceparent"} <= set(stats["metadata_keys"])
     assert "x-goog-api-key" not in stats["recent_creates"][1]["metadata"]
+    assert stats["calls_by_credential"] == {"api_key": 1, "none": 1}
 
 
 async def test_stats_by_digest_and_repeated_tokens(emu: Emulator) -> None:
-    import hashlib
-
     token = mint_token()
     for _ in range(3):
         await assess(emu, token)
@@ -469,26 +491,33 @@ async def test_fail_after_consume_loses_the_answer_and_a_retry_is_dupe(emu: Emul
     assert reason_of(await assess(emu, token)) == "DUPE"
 
 
-async def test_quota_is_resource_exhausted_with_retry_pushback(emu: Emulator) -> None:
+async def test_quota_is_resource_exhausted_with_retry_info_and_no_pushback_header(
+    emu: Emulator,
+) -> None:
     token = mint_token()
-    await emu.control.set_faults("create", quota=True, retry_pushback_ms=250)
+    await emu.control.set_faults("create", quota=True, retry_delay_ms=2500)
     with pytest.raises(gexc.ResourceExhausted) as caught:
         await assess(emu, token)
+    assert caught.value.reason == "RATE_LIMIT_EXCEEDED"
+    retry = [d for d in caught.value.details if isinstance(d, error_details_pb2.RetryInfo)]
+    assert [r.retry_delay.ToTimedelta().total_seconds() for r in retry] == [2.5]
     trailing = dict(caught.value.response.trailing_metadata())
-    assert trailing["grpc-retry-pushback-ms"] == "250"
+    assert "grpc-retry-pushback-ms" not in trailing, "Google never sends it"
     await emu.control.set_faults("create", quota=True)
     with pytest.raises(gexc.ResourceExhausted) as caught:
         await assess(emu, token)
-    assert "grpc-retry-pushback-ms" not in dict(caught.value.response.trailing_metadata())
+    assert not [d for d in caught.value.details if isinstance(d, error_details_pb2.RetryInfo)]
     await emu.control.clear_faults()
     assert reason_of(await assess(emu, token)) == "VALID"
 
 
-async def test_retry_pushback_is_sent_with_every_injected_failure(emu: Emulator) -> None:
-    await emu.control.set_faults("create", fail_after_consume_rate=1.0, retry_pushback_ms=0)
+async def test_retry_info_is_sent_with_every_injected_failure(emu: Emulator) -> None:
+    await emu.control.set_faults("create", fail_after_consume_rate=1.0, retry_delay_ms=0)
     with pytest.raises(gexc.ServiceUnavailable) as caught:
         await assess(emu, mint_token())
-    assert dict(caught.value.response.trailing_metadata())["grpc-retry-pushback-ms"] == "0"
+    (retry,) = caught.value.details
+    assert isinstance(retry, error_details_pb2.RetryInfo)
+    assert retry.retry_delay.ToTimedelta().total_seconds() == 0
 
 
 async def test_annotate_faults_are_separate_from_create(emu: Emulator) -> None:
@@ -513,7 +542,14 @@ async def test_annotate_faults_are_separate_from_create(emu: Emulator) -> None:
         ("create", {"error_code": "OK"}),
         ("create", {"error_code": "NOT_A_CODE"}),
         ("create", {"hang": "yes"}),
-        ("create", {"retry_pushback_ms": -1}),
+        ("create", {"retry_delay_ms": -1}),
+        ("create", {"retry_pushback_ms": 5}),
+        ("create", {"error_reason": "NO_SUCH_REASON"}),
+        ("create", {"error_reason": "API_KEY_INVALID", "error_code": "UNAVAILABLE"}),
+        ("create", {"error_reason": "API_KEY_INVALID", "error_field": "parent"}),
+        ("metadata", {"status": 200}),
+        ("metadata", {"times": 0}),
+        ("metadata", {"hang": 1}),
         ("delete", {}),
     ],
 )
