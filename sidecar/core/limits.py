@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from sidecar.core.annotate import Annotator
 from sidecar.core.errors import Overloaded
-from sidecar.core.model import AnnotationRequest, Delivery
 
 
 class Slot:
@@ -121,19 +119,3 @@ class AdmissionLimiter:
                 waiter.set_result(None)
                 return
         self._in_flight -= 1
-
-
-class LimitedAnnotator:
-    """An `Annotator` behind an admission limiter."""
-
-    def __init__(self, inner: Annotator, limiter: AdmissionLimiter) -> None:
-        self._inner = inner
-        self._limiter = limiter
-
-    async def annotate(self, request: AnnotationRequest, timeout: float | None) -> Delivery:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        async with self._limiter.admit(timeout):
-            if timeout is not None:
-                timeout -= loop.time() - started
-            return await self._inner.annotate(request, timeout)

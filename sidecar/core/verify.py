@@ -18,14 +18,16 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sidecar.core.limits import AdmissionLimiter, Slot
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
 from sidecar.core.ports import (
+    CallContext,
+    DecisionObserver,
     FailureKind,
+    NullObserver,
     ReplayEntry,
     ReplayStore,
     ReplayStoreError,
@@ -111,26 +113,6 @@ class VerifySettings:
     pending_poll: float = 0.02  # how often to look for another replica's answer
 
 
-class PolicyRecorder(Protocol):
-    """Told of the decision the policy made (a span around the policy, for instance)."""
-
-    def record(self, decision: Decision) -> None: ...
-
-
-class _NoRecorder:
-    __slots__ = ()
-
-    def record(self, decision: Decision) -> None:
-        return None
-
-
-_NO_RECORDER = _NoRecorder()
-
-
-def _untraced() -> AbstractContextManager[PolicyRecorder]:
-    return nullcontext(_NO_RECORDER)
-
-
 class _After(enum.Enum):
     """What the flight does with its claim once the callers have their answer."""
 
@@ -159,30 +141,36 @@ class Verifier:
         policy: Callable[[], Policy],
         settings: VerifySettings,
         limiter: AdmissionLimiter | None = None,
-        policy_span: Callable[[], AbstractContextManager[PolicyRecorder]] = _untraced,
+        observer: DecisionObserver | None = None,
     ) -> None:
         self._upstream = upstream
-        self._policy_span = policy_span
+        self._observer = observer or NullObserver()
         self._replay = replay
         self._policy = policy
         self._settings = settings
         self._limiter = limiter
         self._inflight: dict[str, _Flight] = {}
 
-    async def assess(self, request: AssessmentRequest, timeout: float | None = None) -> Decision:
-        """Decide on one token. `timeout` is what remains of the caller's deadline, in seconds.
-        Past the limiter's bounds the call is shed with `Overloaded`."""
+    async def assess(
+        self, request: AssessmentRequest, timeout: float | None = None, *, call: CallContext
+    ) -> Decision:
+        """Decide on one token. `timeout` is what remains of the caller's deadline, in seconds;
+        `call` names the front door. Past the limiter's bounds the call is shed with
+        `Overloaded`. Every answer is reported to the observer, once, in the caller's task."""
         if self._limiter is None:
-            return await self._assess(request, timeout, None)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        slot = await self._limiter.acquire(timeout)
-        try:
-            if timeout is not None:
-                timeout -= loop.time() - started
-            return await self._assess(request, timeout, slot)
-        finally:
-            slot.release()
+            decision = await self._assess(request, timeout, None)
+        else:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            slot = await self._limiter.acquire(timeout)
+            try:
+                if timeout is not None:
+                    timeout -= loop.time() - started
+                decision = await self._assess(request, timeout, slot)
+            finally:
+                slot.release()
+        self._observer.assessed(call, request, decision)
+        return decision
 
     async def _assess(
         self, request: AssessmentRequest, timeout: float | None, slot: Slot | None
@@ -320,11 +308,9 @@ class Verifier:
         except UpstreamError as error:
             decision = decide_unchecked(action_policy, error.kind, error.code.lower(), version)
             return decision, _After.RELEASE if error.reached is False else _After.SETTLE
-        with self._policy_span() as span:
-            decision = decide(
-                action_policy, request.expected_action, upstream, version, now=time.time()
-            )
-            span.record(decision)
+        decision = decide(
+            action_policy, request.expected_action, upstream, version, now=time.time()
+        )
         return decision, _After.SETTLE
 
     async def _existing(

@@ -20,13 +20,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 
-from sidecar.accountid.protected import protect_annotator, protect_upstream
+from sidecar.accountid.protected import protect_upstream
+from sidecar.accountid.protection import Protection
 from sidecar.config import Settings
-from sidecar.core.annotate import Annotator, DirectAnnotator
-from sidecar.core.limits import AdmissionLimiter, LimitedAnnotator
-from sidecar.core.ports import ReplayStore, Upstream
+from sidecar.core.annotate import Annotator, DirectDelivery
+from sidecar.core.limits import AdmissionLimiter
+from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
 from sidecar.core.verify import Verifier, VerifySettings
-from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxAnnotator
+from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxSink
 from sidecar.policy.source import PolicySource
 from sidecar.replay import open_replay_store
 from sidecar.replay.health import watch_store
@@ -43,7 +44,6 @@ from sidecar.server.listeners import (
 from sidecar.server.servicer import VerificationServicer
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
-from sidecar.telemetry.tracing import policy_span
 from sidecar.upstream.breaker import BreakerSettings
 from sidecar.upstream.budget import BudgetSettings
 from sidecar.upstream.client import GoogleUpstream
@@ -145,7 +145,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
 
     # Innermost first: the Google client, observed per attempt; retries, budget and breaker
     # around it. Account ids are protected on top: for Assess over the upstream, for Annotate
-    # over the annotator (before the outbox stores anything).
+    # in its use case (before the outbox stores anything).
     google = GoogleUpstream(
         project=project,
         endpoint=endpoint,
@@ -166,6 +166,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         ),
     )
     protector = settings.account_id_protector()
+    observer = telemetry.observer()
     protected = protect_upstream(upstream, protector)
     assess_limiter = AdmissionLimiter(
         settings.max_in_flight,
@@ -185,10 +186,10 @@ async def start_sidecar(settings: Settings) -> Sidecar:
             replay_timeout=settings.replay_timeout,
         ),
         limiter=assess_limiter,
-        policy_span=policy_span,
+        observer=observer,
     )
     outbox, flusher = None, None
-    annotator: Annotator = DirectAnnotator(upstream, settings.upstream_timeout)
+    sink: AnnotationSink = DirectDelivery(upstream, settings.upstream_timeout)
     if settings.outbox is not None:
         try:
             outbox = await Outbox.open(settings.outbox, max_items=settings.outbox_max_items)
@@ -210,7 +211,7 @@ async def start_sidecar(settings: Settings) -> Sidecar:
                 max_backoff=settings.outbox_max_backoff,
             ),
         )
-        annotator = OutboxAnnotator(
+        sink = OutboxSink(
             outbox,
             flusher,
             wait_for_upstream=settings.outbox_wait_for_upstream,
@@ -223,7 +224,12 @@ async def start_sidecar(settings: Settings) -> Sidecar:
         max_wait=settings.upstream_timeout,
         name="annotate",
     )
-    annotator = LimitedAnnotator(protect_annotator(annotator, protector), annotate_limiter)
+    annotator = Annotator(
+        sink,
+        protector=None if protector.mode is Protection.PLAIN else protector,
+        limiter=annotate_limiter,
+        observer=observer,
+    )
 
     register_gauges(telemetry.instruments, upstream, outbox)
     gate = DrainGate((SERVICE_NAME,))

@@ -24,7 +24,13 @@ from sidecar.core.model import (
     UserId,
     UserIdKind,
 )
+from sidecar.core.ports import CallContext
 from sidecar.core.verify import Verifier
+
+SERVICE = sidecar_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name
+# Who is calling, as the use cases (and their observer) see it: one constant per method.
+ASSESS_CALL = CallContext(SERVICE, "Assess")
+ANNOTATE_CALL = CallContext(SERVICE, "Annotate")
 
 _VERDICT = {
     v.name.removeprefix("VERDICT_"): v.number for v in sidecar_pb2.Verdict.DESCRIPTOR.values
@@ -194,7 +200,7 @@ class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
         self, request: sidecar_pb2.AssessRequest, context: grpc.aio.ServicerContext
     ) -> sidecar_pb2.AssessResponse:
         decision = await self._verifier.assess(
-            to_assessment_request(request), context.time_remaining()
+            to_assessment_request(request), context.time_remaining(), call=ASSESS_CALL
         )
         return to_assess_response(decision)
 
@@ -203,6 +209,6 @@ class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
         self, request: sidecar_pb2.AnnotateRequest, context: grpc.aio.ServicerContext
     ) -> sidecar_pb2.AnnotateResponse:
         delivery = await self._annotator.annotate(
-            to_annotation_request(request), context.time_remaining()
+            to_annotation_request(request), context.time_remaining(), call=ANNOTATE_CALL
         )
         return sidecar_pb2.AnnotateResponse(delivery=_DELIVERY[delivery])

@@ -1,9 +1,10 @@
 """The gRPC server interceptor: per RPC a server span that continues the caller's trace, the
-RPC metrics, the decision metrics, the in-flight gauge and one access log line.
+RPC metrics, the in-flight gauge and one access log line.
 
-It is the one place where decisions are counted (from the AssessResponse the servicer built),
-so the servicer and the core stay free of metrics. Health checks and reflection pass through
-untouched: probes every few seconds would drown the traces and skew the latencies.
+RPC-level concerns only: what the call decided is reported by the use cases to the decision
+observer (`observer.py`), which adds it to this call's span and access line through
+`CALL_FIELDS`. Health checks and reflection pass through untouched: probes every few seconds
+would drown the traces and skew the latencies.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from recaptcha.sidecar.v1 import sidecar_pb2
 
 from sidecar.telemetry import tracing
 from sidecar.telemetry.logs import AccessLog
 from sidecar.telemetry.metrics import Instruments
+from sidecar.telemetry.observer import CALL_FIELDS
 
 UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 # Server-side span status is ERROR only for codes that say the server failed, per the RPC
@@ -34,18 +35,6 @@ _SERVER_ERRORS = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DATA_LOSS,
 }
-_VERDICT = {
-    v.number: v.name.removeprefix("VERDICT_") for v in sidecar_pb2.Verdict.DESCRIPTOR.values
-}
-_TOKEN_STATUS = {
-    v.number: v.name.removeprefix("TOKEN_STATUS_")
-    for v in sidecar_pb2.TokenStatus.DESCRIPTOR.values
-}
-_DELIVERY = {
-    v.number: v.name.removeprefix("ANNOTATION_DELIVERY_")
-    for v in sidecar_pb2.AnnotationDelivery.DESCRIPTOR.values
-}
-
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -101,13 +90,12 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     span_name, context=parent, kind=SpanKind.SERVER, attributes=span_attributes
                 )
                 attached = otel_context.attach(trace.set_span_in_context(span, parent))
-                tracer_token = tracing.CURRENT_TRACER.set(tracer)
             instruments.rpc_active.add(service, method)
+            fields: dict[str, Any] = {}
+            fields_token = CALL_FIELDS.set(fields)
             code = grpc.StatusCode.OK
-            response = None
             try:
-                response = await inner(request, context)
-                return response
+                return await inner(request, context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
@@ -115,6 +103,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             finally:
+                CALL_FIELDS.reset(fields_token)
                 if code is grpc.StatusCode.OK:
                     code = context.code() or grpc.StatusCode.OK  # set_code without raising
                 elapsed = time.perf_counter() - start
@@ -122,11 +111,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 instruments.rpc_duration.record(
                     elapsed, {**labels, "rpc.grpc.status_code": code.value[0]}
                 )
-                fields = self._outcome(request, response)
                 if span is not None:
                     span.set_attribute(tracing.RPC_STATUS, code.value[0])
-                    if fields:
-                        span.set_attributes({f"recaptcha.{k}": v for k, v in fields.items()})
                     if code in _SERVER_ERRORS:
                         span.set_status(Status(StatusCode.ERROR, code.name))
                 if access.enabled():
@@ -140,33 +126,6 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     )
                 if span is not None:
                     span.end()
-                    tracing.CURRENT_TRACER.reset(tracer_token)
                     otel_context.detach(attached)
 
         return behavior
-
-    def _outcome(self, request: Any, response: Any) -> dict[str, str | float | bool]:
-        """What the answer says, as enum names and numbers, and the decision metrics."""
-        if isinstance(response, sidecar_pb2.AssessResponse):
-            action = self._instruments.actions(request.expected_action)
-            verdict = _VERDICT.get(response.verdict, "UNSPECIFIED")
-            status = _TOKEN_STATUS.get(response.token_status, "UNSPECIFIED")
-            fresh_score = status == "VALID" and not response.replayed
-            self._instruments.record_decision(
-                verdict=verdict,
-                token_status=status,
-                action=action,
-                score=response.score if fresh_score else None,
-            )
-            return {
-                "action": action,
-                "verdict": verdict,
-                "token_status": status,
-                "replayed": response.replayed,
-                "threshold": round(response.threshold, 6),
-                "score": round(response.score, 6),
-                "decided_by": response.decided_by,
-            }
-        if isinstance(response, sidecar_pb2.AnnotateResponse):
-            return {"delivery": _DELIVERY.get(response.delivery, "UNSPECIFIED")}
-        return {}

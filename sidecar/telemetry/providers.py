@@ -35,10 +35,11 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from sidecar.core.ports import ReplayStore, Upstream
+from sidecar.core.ports import DecisionObserver, NullObserver, ReplayStore, Upstream
 from sidecar.telemetry.interceptor import TelemetryInterceptor
 from sidecar.telemetry.logs import ACCESS_LOGGER
 from sidecar.telemetry.metrics import ActionLabels, Instruments
+from sidecar.telemetry.observer import TelemetryObserver
 from sidecar.telemetry.replay import InstrumentedReplayStore
 from sidecar.telemetry.upstream import InstrumentedUpstream, RawUpstream
 
@@ -225,11 +226,21 @@ class Telemetry:
         """Whether anything is observed at all (else the hot path is left untouched)."""
         return self.tracing or self.metrics
 
+    def _recording(self) -> bool:
+        """Anything to record at all: an exporter, or an access logger that writes."""
+        return self.active or logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
+
+    def observer(self) -> DecisionObserver:
+        """What the use cases report each decision to: the decision metrics, span attributes
+        and access-line fields, or nothing when nothing would be recorded."""
+        if not self._recording():
+            return NullObserver()
+        return TelemetryObserver(self.instruments, tracing=self.tracing)
+
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         """The server interceptor, or none when there is nothing to record: no exporter and
         an access logger that writes nothing."""
-        access = logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
-        if not (self.active or access):
+        if not self._recording():
             return []
         return [
             TelemetryInterceptor(

@@ -74,7 +74,7 @@ async def test_assess_spans_continue_the_callers_trace(
     )
     assert answer.verdict == pb.VERDICT_PASSED
     await flush(handle)
-    assert receiver.wait_for(lambda r: len(spans_of(r, trace_id)) >= 5), receiver.spans()
+    assert receiver.wait_for(lambda r: len(spans_of(r, trace_id)) >= 4), receiver.spans()
     spans = spans_of(receiver, trace_id)
 
     server = [s for s in spans if s.is_server]
@@ -97,12 +97,8 @@ async def test_assess_spans_continue_the_callers_trace(
     assert root.attributes["recaptcha.decided_by"] == "passed"
 
     children = {s.name: s for s in spans if s.parent_span_id == root.span_id}
-    assert set(children) == {
-        "replay.claim",
-        f"{UPSTREAM}/CreateAssessment",
-        "policy.decide",
-        "replay.settle",
-    }
+    # The decision is attributes of the server span (above), not a span of its own.
+    assert set(children) == {"replay.claim", f"{UPSTREAM}/CreateAssessment", "replay.settle"}
     assert children["replay.claim"].attributes["recaptcha.replay.result"] == "miss"
     attempt = children[f"{UPSTREAM}/CreateAssessment"]
     assert attempt.is_client
@@ -113,7 +109,6 @@ async def test_assess_spans_continue_the_callers_trace(
         "recaptcha.upstream.attempt": 1,
         "rpc.grpc.status_code": 0,
     }
-    assert children["policy.decide"].attributes["recaptcha.verdict"] == "PASSED"
 
     # Upstream was called with the attempt span as parent, in the caller's trace.
     stats = await emulator.control.stats()

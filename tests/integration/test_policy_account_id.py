@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 
+import grpc
 import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
@@ -142,3 +143,43 @@ async def test_outbox_never_stores_a_clear_account_id(
     expected = hmac.new(KEY, ACCOUNT.encode(), hashlib.sha256).hexdigest()
     assert ACCOUNT.encode() not in stored
     assert expected.encode() in stored  # the row is there, in its protected form
+
+
+@pytest.mark.parametrize("outbox", [False, True])
+async def test_a_long_account_id_is_judged_by_its_own_length_not_its_ciphertext(
+    make_sidecar: SidecarFactory,
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    outbox: bool,
+) -> None:
+    """A 7,000-byte id is legal (the limit is 8,192); its AES-SIV ciphertext in base64 is
+    ~9,360 characters. Validated once, before protection, it is accepted and delivered in its
+    protected form, directly and through the outbox alike."""
+    monkeypatch.setenv(KEY_ENV, base64.b64encode(KEY).decode())
+    options: dict[str, object] = {"account_id_protection": "deterministic-encryption"}
+    if outbox:
+        options["outbox"] = tmp_path / "outbox.sqlite3"
+    handle = await make_sidecar(**options)
+    account = "a" * 7_000
+    answer = await handle.stub.Assess(
+        pb.AssessRequest(token=mint_token(action="login"), expected_action="login"), timeout=5
+    )
+    delivered = await handle.stub.Annotate(
+        pb.AnnotateRequest(
+            assessment_name=answer.assessment_name,
+            annotation=pb.ANNOTATION_LEGITIMATE,
+            account_id=account,
+            wait_for_upstream=True,
+        ),
+        timeout=5,
+    )
+    assert delivered.delivery == pb.ANNOTATION_DELIVERY_DELIVERED
+    sent = (await emulator.control.stats())["annotations"][-1]["account_id"]
+    assert len(sent) > 8_192
+    assert DeterministicEncryptionProtector(KEY).reveal(sent) == account
+    too_long = pb.AnnotateRequest(assessment_name=answer.assessment_name, account_id="a" * 8_193)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await handle.stub.Annotate(too_long, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "account_id" in (caught.value.details() or "")

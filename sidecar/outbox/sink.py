@@ -1,19 +1,19 @@
-"""Annotate through the outbox: the core `Annotator` the server uses when `outbox` is set."""
+"""The outbox as the Annotate use case's sink (`AnnotationSink`), when `outbox` is set."""
 
 from __future__ import annotations
 
 import asyncio
 
 from sidecar.core.model import AnnotationRequest, Delivery
-from sidecar.core.validation import validate_annotation
 from sidecar.outbox.flusher import Flusher
 from sidecar.outbox.outbox import Outbox
 
 
-class OutboxAnnotator:
-    """Validate, append durably, acknowledge (QUEUED). With `wait_for_upstream` (per request
-    or for every request) the row is sent at once and the answer says DELIVERED, or carries
-    upstream's refusal, or QUEUED when upstream could not be reached in time."""
+class OutboxSink:
+    """Append durably, acknowledge (QUEUED). With `wait_for_upstream` (per request or for
+    every request) the row is sent at once and the answer says DELIVERED, or carries
+    upstream's refusal, or QUEUED when upstream could not be reached in time. The annotation
+    arrives validated and with its account id protected (`core.annotate`)."""
 
     def __init__(
         self,
@@ -30,8 +30,7 @@ class OutboxAnnotator:
         self._upstream_timeout = upstream_timeout
         self._deadline_margin = deadline_margin
 
-    async def annotate(self, request: AnnotationRequest, timeout: float | None) -> Delivery:
-        validate_annotation(request)
+    async def deliver(self, request: AnnotationRequest, timeout: float | None) -> Delivery:
         wait = request.wait_for_upstream or self._wait_for_upstream
         loop = asyncio.get_running_loop()
         started = loop.time()
