@@ -322,6 +322,6 @@ async def test_callers_baggage_never_goes_upstream(
     assert "baggage" not in sent, sent
     assert not any("victim" in value or "s3cr3t" in value for value in sent.values()), sent
     await flush(handle)
-    assert receiver.wait_for(lambda r: len(spans_of(r, trace_id)) >= 5)
+    assert receiver.wait_for(lambda r: len(spans_of(r, trace_id)) >= 4)  # server, claim, …
     for span in spans_of(receiver, trace_id):
         assert not any("victim" in str(v) or "s3cr3t" in str(v) for v in span.attributes.values())
