@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench image image-test clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,16 @@ clients:
 ## Each language's client against a real sidecar on the emulator.
 test-clients: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/clients
+
+## Build the container image from the Dockerfile: docker or podman when an engine answers and a
+## registry is reachable, else buildah on a Debian base made here once (docs/deployment.md).
+IMAGE ?= localhost/recaptcha-sidecar:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	$(PY) scripts/image.py build --tag $(IMAGE)
+
+## Build a throwaway image and start it as the chart does: the smoke checks of tests/deploy/test_image.py.
+image-test: $(STAMP)
+	$(BIN)/python scripts/image.py with-image -- $(BIN)/pytest -q -p no:cacheprovider -m image tests/deploy/test_image.py
 
 ## Re-resolve the image's locked dependencies (requirements.lock) from pyproject.toml.
 lock: $(STAMP)

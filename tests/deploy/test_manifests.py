@@ -10,24 +10,21 @@ import copy
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from scripts import chart_schema
 from sidecar.config import Settings, load_settings
+from tests.deploy.chart import CHART, Obj, config_text, find, render, sidecar_of
 from tests.deploy.conftest import TOOLS_TIMEOUT, DeployTools
 from tests.support.processes import ROOT
 
 pytestmark = TOOLS_TIMEOUT
 
 PLAIN = ROOT / "deploy/kubernetes"
-CHART = ROOT / "deploy/helm/recaptcha-sidecar"
 INJECT = ROOT / "deploy/helm/examples/inject"
 VARIANTS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
-SIDECAR = "recaptcha-sidecar"
-Obj = dict[str, Any]
 
 
 def load_all(path: Path) -> list[Obj]:
@@ -36,27 +33,6 @@ def load_all(path: Path) -> list[Obj]:
 
 def plain_objects() -> list[Obj]:
     return [doc for path in sorted(PLAIN.rglob("*.yaml")) for doc in load_all(path)]
-
-
-def find(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
-    matches = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
-    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
-    return matches[0]
-
-
-def sidecar_of(deployment: Obj) -> Obj:
-    spec = deployment["spec"]["template"]["spec"]
-    return next(c for c in spec["initContainers"] if c["name"] == SIDECAR)
-
-
-def render(tools: DeployTools, variant: str, *args: str) -> list[Obj]:
-    return tools.template(CHART, "-f", str(CHART / "ci" / variant), *args)
-
-
-def config_text(objects: list[Obj]) -> str:
-    configmaps = [o for o in objects if o["kind"] == "ConfigMap" and "config.yaml" in o["data"]]
-    assert len(configmaps) == 1
-    return str(configmaps[0]["data"]["config.yaml"])
 
 
 def load_config(text: str, tmp_path: Path) -> Settings:

@@ -3,6 +3,7 @@ with the real command line, waited for by its ready line, and killed for real.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,7 +46,9 @@ class Process:
         if not self._ready.wait(timeout):
             self.kill()
             raise RuntimeError(f"{self.args} not ready in {timeout}s:\n{self.output()}")
-        if self.popen.poll() is not None and not self.ready_line:
+        if not self.ready_line:  # its output ended first: it exited, or is about to
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(10)
             raise RuntimeError(f"{self.args} exited {self.popen.returncode}:\n{self.output()}")
 
     def _read(self, ready: str) -> None:
