@@ -113,6 +113,7 @@ def schema() -> dict[str, Any]:
                     }
                 ),
                 "rollOnConfigChange": BOOL,
+                "rollOnPolicyChange": BOOL,
                 "accountId": obj({"existingSecret": STRING, "key": STRING}),
                 "listenerSecurity": obj(
                     {

@@ -310,6 +310,39 @@ def test_chart_renders_the_same_sidecar_as_the_plain_manifests(tools: DeployTool
     assert strip(chart_pod["volumes"]) == strip(plain_pod["volumes"])
 
 
+def test_policy_edits_hot_reload_and_other_settings_roll_the_pods(tools: DeployTools) -> None:
+    """The sidecar re-reads only `policy` from its mounted file (PolicySource); a change to
+    any other setting takes a restart, which the pod template's checksum brings about."""
+
+    def rendered(*args: str) -> tuple[dict[str, str], str]:
+        objects = render(tools, "default-values.yaml", *args)
+        metadata = find(objects, "Deployment")["spec"]["template"]["metadata"]
+        return metadata.get("annotations") or {}, config_text(objects)
+
+    policy_edit = ("--set-json", "config.policy.default.threshold=0.7")
+    start_edit = ("--set", "config.log_level=DEBUG")
+    annotations, config = rendered()
+    assert set(annotations) == {"checksum/config"}
+    edited, edited_config = rendered(*policy_edit)
+    assert edited_config != config, "the ConfigMap carries the new policy"
+    assert edited == annotations, "a policy edit must not restart the pods: hot reload"
+    assert rendered(*start_edit)[0]["checksum/config"] != annotations["checksum/config"]
+    assert rendered(*start_edit, *policy_edit)[0] == rendered(*start_edit)[0]
+
+    rolling = ("--set", "rollOnPolicyChange=true")
+    assert (
+        rendered(*rolling, *policy_edit)[0]["checksum/policy"]
+        != (rendered(*rolling)[0]["checksum/policy"])
+    )
+    no_reload = ("--set-json", "config.policy_reload_interval=0")
+    assert (
+        rendered(*no_reload, *policy_edit)[0]["checksum/policy"]
+        != (rendered(*no_reload)[0]["checksum/policy"])
+    ), "without hot reload a policy edit must restart"
+    assert rendered("--set", "rollOnConfigChange=false")[0] == {}
+    assert rendered("--set", "rollOnConfigChange=false", *start_edit)[0] == {}
+
+
 def test_values_offer_every_setting() -> None:
     """Every key of `recaptcha-sidecar config` is a value, or the chart sets it itself."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -350,6 +383,7 @@ def test_injection_into_an_existing_workload(tools: DeployTools, tmp_path: Path)
     (web,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in web["env"]}
     assert env["RECAPTCHA_SIDECAR_TARGET"] == "unix:///run/recaptcha/sidecar.sock"
+    assert set(deployment["spec"]["template"]["metadata"]["annotations"]) == {"checksum/config"}
 
 
 # --- Dockerfile -----------------------------------------------------------------------------

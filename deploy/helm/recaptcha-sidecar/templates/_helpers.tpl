@@ -97,6 +97,25 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- end }}
 
 {{/*
+Pod annotations that restart the pods (a rolling update) when the config file changes in a
+way the sidecar reads only at start. The sidecar hot-reloads its policy from the mounted file
+(policy_reload_interval), so by default a policy edit restarts nothing: checksum/config covers
+every setting but `policy`; checksum/policy is added with rollOnPolicyChange, or when hot
+reload is off (policy_reload_interval: 0). INJECTION, part 5: a pod template's annotations.
+*/}}
+{{- define "recaptcha-sidecar.configChecksums" -}}
+{{- $config := include "recaptcha-sidecar.configFile" . | fromJson }}
+{{- $policy := get $config "policy" }}
+{{- $_ := unset $config "policy" }}
+{{- if .Values.rollOnConfigChange }}
+checksum/config: {{ toJson $config | sha256sum }}
+{{- end }}
+{{- if or .Values.rollOnPolicyChange (eq (float64 .Values.config.policy_reload_interval) 0.0) }}
+checksum/policy: {{ toJson $policy | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
 Fail early on a listener the sidecar would refuse: an exposed address with neither TLS nor a
 token (the sidecar checks the same at start).
 */}}
