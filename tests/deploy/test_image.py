@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -282,7 +283,7 @@ def test_annotate_queues_in_the_state_volume_and_sigterm_drains_it(
         assert socket.exists()
 
         # To the runner (podman/docker run), not to the container: it must forward it.
-        started.runner.popen.send_signal(15)
+        started.runner.popen.send_signal(signal.SIGTERM)
         assert started.runner.popen.wait(60) == 0, started.runner.output()
         output = started.runner.output()
         assert re.search(r'"message":\s*"shutting down"', output), output
