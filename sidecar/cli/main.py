@@ -147,10 +147,7 @@ def _configure_logging(level: str, fmt: LogFormat = "text", access_log: bool = T
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.outbox import OutboxLocked
-    from sidecar.server.app import run
-    from sidecar.server.listeners import ListenError
-    from sidecar.telemetry.providers import TelemetryError
+    from sidecar.server.app import StartupError, run
 
     try:
         settings = load_settings(
@@ -184,9 +181,9 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level, settings.log_format, settings.access_log)
     try:
         return asyncio.run(run(settings))
-    except (ListenError, OutboxLocked, TelemetryError) as error:
+    except StartupError as error:  # every startup failure, as one line
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _emulator(args: argparse.Namespace) -> int:

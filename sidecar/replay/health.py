@@ -11,6 +11,8 @@ from sidecar.core.ports import ReplayStore, ReplayStoreError
 
 log = logging.getLogger(__name__)
 
+Report = Callable[[bool], Awaitable[None]]
+
 
 async def store_reachable(store: ReplayStore, timeout: float) -> bool:
     """One bounded ping. `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can
@@ -23,23 +25,25 @@ async def store_reachable(store: ReplayStore, timeout: float) -> bool:
     return True
 
 
+async def check_store(
+    store: ReplayStore, report: Report, *, timeout: float, last: bool | None = None
+) -> bool:
+    """Ping once; `report(reachable)` (and a log line) when it differs from `last`."""
+    reachable = await store_reachable(store, timeout)
+    if reachable is not last:
+        if reachable:
+            log.info("replay store reachable")
+        else:
+            log.warning("replay store unreachable: health NOT_SERVING")
+        await report(reachable)
+    return reachable
+
+
 async def watch_store(
-    store: ReplayStore,
-    report: Callable[[bool], Awaitable[None]],
-    *,
-    interval: float,
-    timeout: float,
+    store: ReplayStore, report: Report, *, interval: float, timeout: float, last: bool
 ) -> None:
-    """Ping the store every `interval` seconds until cancelled; `report(reachable)` on the
-    first result and on every change."""
-    last: bool | None = None
+    """Ping the store every `interval` seconds until cancelled, reporting every change from
+    `last` (what the first check, made at start, reported)."""
     while True:
-        reachable = await store_reachable(store, timeout)
-        if reachable is not last:
-            if reachable:
-                log.info("replay store reachable")
-            else:
-                log.warning("replay store unreachable: health NOT_SERVING")
-            await report(reachable)
-            last = reachable
         await asyncio.sleep(interval)
+        last = await check_store(store, report, timeout=timeout, last=last)

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 PENDING_REQUESTS = 4096
 
 
-class ListenError(Exception):
-    """An address could not be bound; the sidecar refuses to start."""
+class StartupError(Exception):
+    """The sidecar cannot start as configured; the message is one line for the operator."""
+
+
+class ListenError(StartupError):
+    """An address could not be bound (or secured); the sidecar refuses to start."""
 
 
 def socket_path(address: str) -> str:
@@ -108,14 +112,13 @@ def server_options() -> list[tuple[str, int]]:
 def bind_listeners(
     settings: Settings,
     local: grpc.aio.Server,
-    add_services: Callable[[grpc.aio.Server], grpc.aio.Server],
-    listeners: list[grpc.aio.Server],
-    front: list[grpc.aio.ServerInterceptor],
+    make_server: Callable[[Sequence[grpc.aio.ServerInterceptor]], grpc.aio.Server],
+    servers: list[grpc.aio.Server],
 ) -> list[str]:
     """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
-    pod go on a server of their own, with TLS and/or the token check (see sidecar.server.security),
-    so the check applies per listener; it is appended to `listeners`. Returns the bound
-    addresses in the order configured."""
+    pod go on a server of their own, made by `make_server` with the TLS and/or token
+    interceptors (see sidecar.server.security), so the check applies per listener; it is
+    appended to `servers`. Returns the bound addresses in the order configured."""
     exposed: grpc.aio.Server | None = None
     credentials = None
     bound = []
@@ -134,25 +137,21 @@ def bind_listeners(
             except SecurityError as error:
                 raise ListenError(str(error)) from None
             credentials = security.credentials
-            exposed = add_services(
-                grpc.aio.server(
-                    options=server_options(), interceptors=[*front, *security.interceptors]
-                )
-            )
-            listeners.append(exposed)
+            exposed = make_server(security.interceptors)
+            servers.append(exposed)
             log.info("exposed listeners secured", extra={"security": security.describe})
         bound += bind(exposed, [address], credentials)
     return bound
 
 
 def bind_health(
-    settings: Settings, servicer: health.aio.HealthServicer, listeners: list[grpc.aio.Server]
+    settings: Settings, servicer: health.aio.HealthServicer, servers: list[grpc.aio.Server]
 ) -> str | None:
     """health_listen: a server with only the Health service, for kubelet's gRPC probes, which
     speak neither TLS nor tokens. It shares the servicer, so it flips NOT_SERVING with the rest."""
     if settings.health_listen is None:
         return None
     probe = grpc.aio.server(options=server_options())
-    listeners.append(probe)
+    servers.append(probe)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
     return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]

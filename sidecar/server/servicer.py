@@ -212,3 +212,15 @@ class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
             to_annotation_request(request), context.time_remaining(), call=ANNOTATE_CALL
         )
         return sidecar_pb2.AnnotateResponse(delivery=_DELIVERY[delivery])
+
+
+class VerificationFrontDoor:
+    """Our own API as a gRPC front door of the composition root (`server.app`)."""
+
+    services = (SERVICE,)
+
+    def __init__(self, verifier: Verifier, annotator: Annotator) -> None:
+        self._servicer = VerificationServicer(verifier, annotator)
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(self._servicer, server)

@@ -14,6 +14,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.emulator import mint_token
 from sidecar.outbox import OutboxLocked
+from sidecar.server.app import StartupError
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 
 
@@ -217,8 +218,9 @@ async def test_one_outbox_file_belongs_to_one_sidecar(
 ) -> None:
     path = tmp_path / "outbox.db"
     await make_sidecar(outbox=path)
-    with pytest.raises(OutboxLocked):
+    with pytest.raises(StartupError, match="in use by another process") as caught:
         await make_sidecar(outbox=path)
+    assert isinstance(caught.value.__cause__, OutboxLocked)
 
 
 async def test_outbox_file_is_wal_and_private(make_sidecar: SidecarFactory, tmp_path: Path) -> None:

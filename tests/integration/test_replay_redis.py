@@ -15,7 +15,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from sidecar.core.verify import token_digest
 from sidecar.emulator import mint_token
 from sidecar.replay import open_replay_store
-from sidecar.server.app import SERVICE_NAME
+from sidecar.server.servicer import SERVICE as SERVICE_NAME
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.support.calls import assess
 from tests.support.redis_server import RedisServer, make_tls_files

@@ -147,7 +147,7 @@ def test_serve_refuses_a_taken_metrics_port() -> None:
             text=True,
             timeout=60,
         )
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done
     assert f"metrics_listen: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
 

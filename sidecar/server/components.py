@@ -1,0 +1,247 @@
+"""The components the composition root opens, each registering its close on the exit stack
+the moment it is open (see `sidecar.server.app`). One opener per component; the order they
+are called in is the order they close in, reversed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sidecar.config import Settings
+from sidecar.core.annotate import DirectDelivery
+from sidecar.core.limits import AdmissionLimiter
+from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
+from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxSink
+from sidecar.replay.health import check_store, watch_store
+from sidecar.server.drain import DrainGate
+from sidecar.server.health import REPLAY_STORE, UPSTREAM, HealthAggregator, watch_upstream
+from sidecar.server.listeners import bind_health, bind_listeners, server_options, socket_path
+from sidecar.telemetry.providers import Telemetry
+from sidecar.upstream.breaker import BreakerSettings
+from sidecar.upstream.budget import BudgetSettings
+from sidecar.upstream.client import GoogleUpstream
+from sidecar.upstream.retry import ResilientUpstream, RetrySettings
+
+log = logging.getLogger(__name__)
+
+EMULATOR_PROJECT = "emulator"
+
+
+class GrpcFrontDoor(Protocol):
+    """A front door served on the sidecar's gRPC servers."""
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Full names of its gRPC services (reflection, the drain gate, health entries)."""
+        ...
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Register its services on one server (called for every gRPC server)."""
+        ...
+
+
+class Shutdown:
+    """The grace period the stack's closers share: set by `Sidecar.stop`, none on a failed
+    start (everything opened so far closes at once)."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+
+    def begin(self, grace: float) -> None:
+        self._deadline = time.monotonic() + max(0.0, grace)
+
+    def left(self) -> float:
+        if self._deadline is None:
+            return 0.0
+        return max(0.0, self._deadline - time.monotonic())
+
+
+async def open_upstream(
+    stack: contextlib.AsyncExitStack, settings: Settings, telemetry: Telemetry
+) -> ResilientUpstream:
+    """Innermost first: the Google client (or the embedded emulator), observed per attempt;
+    retries, budget and breaker around it."""
+    endpoint, plaintext, project = (
+        settings.upstream_endpoint,
+        settings.upstream_plaintext,
+        settings.project,
+    )
+    if settings.emulator:
+        from sidecar.emulator import start_emulator
+
+        emulator_server, _, ports = await start_emulator(["127.0.0.1:0"])
+        stack.push_async_callback(emulator_server.stop, 0)
+        endpoint, plaintext, project = f"127.0.0.1:{ports[0]}", True, project or EMULATOR_PROJECT
+    google = GoogleUpstream(
+        project=project,
+        endpoint=endpoint,
+        plaintext=plaintext,
+        api_key=settings.resolved_api_key(),
+    )
+    upstream = resilient_upstream(telemetry.instrument_upstream(google), settings)
+    stack.push_async_callback(upstream.close)
+    return upstream
+
+
+async def open_sink(
+    stack: contextlib.AsyncExitStack,
+    shutdown: Shutdown,
+    settings: Settings,
+    upstream: Upstream,
+) -> tuple[AnnotationSink, Outbox | None, Flusher | None]:
+    """Where annotations go: straight upstream, or the durable outbox and its flusher."""
+    if settings.outbox is None:
+        return DirectDelivery(upstream, settings.upstream_timeout), None, None
+    outbox = await Outbox.open(settings.outbox, max_items=settings.outbox_max_items)
+    stack.push_async_callback(outbox.close)
+    flusher = Flusher(
+        outbox,
+        upstream,
+        FlushSettings(
+            batch_size=settings.outbox_batch_size,
+            flush_interval=settings.outbox_flush_interval,
+            concurrency=settings.outbox_concurrency,
+            max_attempts=settings.outbox_max_attempts,
+            send_timeout=settings.upstream_timeout,
+            max_backoff=settings.outbox_max_backoff,
+        ),
+    )
+
+    async def stop_flusher() -> None:
+        left = await flusher.stop(shutdown.left())
+        if left:
+            log.warning("outbox keeps annotations for the next start", extra={"depth": left})
+
+    stack.push_async_callback(stop_flusher)
+    sink = OutboxSink(
+        outbox,
+        flusher,
+        wait_for_upstream=settings.outbox_wait_for_upstream,
+        upstream_timeout=settings.upstream_timeout,
+        deadline_margin=settings.deadline_margin,
+    )
+    return sink, outbox, flusher
+
+
+def limiter(settings: Settings, name: str) -> AdmissionLimiter:
+    return AdmissionLimiter(
+        settings.max_in_flight, settings.max_queued, max_wait=settings.upstream_timeout, name=name
+    )
+
+
+async def open_servers(
+    stack: contextlib.AsyncExitStack,
+    shutdown: Shutdown,
+    settings: Settings,
+    front_doors: Sequence[GrpcFrontDoor],
+    services: tuple[str, ...],
+    health_servicer: health.aio.HealthServicer,
+    telemetry: Telemetry,
+) -> tuple[grpc.aio.Server, list[str], str | None]:
+    """The gRPC servers, bound and started; their drain and stop pushed on the stack."""
+    gate = DrainGate(services)
+    # Telemetry outermost, so that calls refused while draining or unauthenticated are still
+    # logged and counted.
+    front: list[grpc.aio.ServerInterceptor] = [*telemetry.interceptors(), gate]
+    reflected = (*services, health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+    def make_server(extra: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
+        server = grpc.aio.server(options=server_options(), interceptors=[*front, *extra])
+        for door in front_doors:
+            door.add_to(server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(reflected, server)
+        return server
+
+    local = make_server()
+    servers = [local]
+    addresses: list[str] = []
+
+    async def stop_servers() -> None:
+        gate.close()  # new calls: UNAVAILABLE; running calls go on
+        await gate.wait_idle(shutdown.left())
+        grace = shutdown.left()
+        await asyncio.gather(*(server.stop(grace) for server in servers))
+        for address in addresses:
+            if address.startswith("unix:"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(socket_path(address))
+
+    stack.push_async_callback(stop_servers)
+    addresses += bind_listeners(settings, local, make_server, servers)
+    health_address = bind_health(settings, health_servicer, servers)
+    for server in servers:
+        await server.start()
+    return local, addresses, health_address
+
+
+async def watch_health(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    aggregator: HealthAggregator,
+    replay: ReplayStore,
+    upstream: ResilientUpstream,
+) -> None:
+    """First reports now (so health is settled when start returns), then watchers."""
+
+    async def report_store(reachable: bool) -> None:
+        await aggregator.report(REPLAY_STORE, reachable)
+
+    timeout = max(settings.replay_timeout, settings.replay_redis_timeout)
+    reachable = await check_store(replay, report_store, timeout=timeout)
+    serving, _ = upstream.health()
+    await aggregator.report(UPSTREAM, serving)
+    tasks = [
+        asyncio.create_task(
+            watch_store(
+                replay,
+                report_store,
+                interval=settings.replay_health_interval,
+                timeout=timeout,
+                last=reachable,
+            ),
+            name="replay-health",
+        ),
+        asyncio.create_task(
+            watch_upstream(aggregator, upstream, serving_now=serving), name="upstream-health"
+        ),
+    ]
+
+    async def cancel() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    stack.push_async_callback(cancel)
+
+
+def resilient_upstream(inner: Upstream, settings: Settings) -> ResilientUpstream:
+    """Deadlines, retries, budget and breaker around the Google client, from the settings."""
+    return ResilientUpstream(
+        inner,
+        retry=RetrySettings(
+            max_attempts=settings.retry_max_attempts,
+            initial_backoff=settings.retry_initial_backoff,
+            max_backoff=settings.retry_max_backoff,
+            multiplier=settings.retry_backoff_multiplier,
+        ),
+        budget=BudgetSettings(
+            ratio=settings.retry_budget_ratio,
+            min_per_second=settings.retry_budget_min_per_second,
+        ),
+        breaker=BreakerSettings(
+            failure_ratio=settings.breaker_failure_ratio,
+            min_calls=settings.breaker_min_calls,
+            window=settings.breaker_window,
+            cooldown=settings.breaker_cooldown,
+        ),
+    )
