@@ -485,6 +485,8 @@ def report(store: str, tag: str) -> Contents:
 def with_image(command: Sequence[str], tag: str | None) -> int:
     """Build a throwaway image, run `command` with its name in the environment, remove it."""
     tag = tag or f"localhost/recaptcha-sidecar:test-{os.getpid()}"
+    if not answers(["docker", "info"]):  # what the build and the runner need, in one apt run
+        ensure_packages({c: c for c in ("buildah", "debootstrap", "podman", "runc")})
     store = build(tag)
     if store == "containers":
         ensure_runner()
