@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import re
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +32,7 @@ from pydantic_settings import (
 from sidecar.accountid.protection import KEY_ENV as ACCOUNT_ID_KEY_ENV
 from sidecar.accountid.protection import AccountIdKeyError, AccountIdProtector, build_protector
 from sidecar.policy.schema import Policy
+from sidecar.redisconn.url import parse_redis_url
 from sidecar.server import addresses
 from sidecar.upstream.client import DEFAULT_ENDPOINT
 
@@ -112,7 +112,9 @@ class Settings(BaseSettings):
     replay_store: str = Field(
         "memory://",
         description="Replay store URL: `memory://` (one sidecar), `redis://[user:pass@]host:port"
-        "/db`, `rediss://…` (TLS; `?ssl_ca_certs=/path/ca.pem`), `unix:///path.sock`.",
+        "/db`, `rediss://…` (TLS; `?ssl_ca_certs=/path/ca.pem`), `unix:///path.sock`, "
+        "`redis+cluster://host:port[,host:port…]` (`rediss+cluster://` with TLS), "
+        "`redis+sentinel://host:port[,host:port…]/<service-name>[/db]`.",
     )
     replay_max_entries: int = Field(
         1_000_000, ge=1, description="Memory store: most tokens remembered at once."
@@ -142,6 +144,23 @@ class Settings(BaseSettings):
         le=30,
         description="Redis store: seconds to connect, per socket read/write, and to wait "
         "for a free pooled connection.",
+    )
+    replay_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Redis store: replicas that must acknowledge a claim (`WAIT`, on the "
+        "connection that wrote it) before it counts, so a failover cannot forget it; a claim "
+        "not acknowledged within replay_replication_timeout is a store failure (UNCHECKED, "
+        "closed by default, the token released). 0: the primary's word is enough.",
+    )
+    replay_replication_timeout: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="Redis store with replay_min_replicas: longest wait for the replicas' "
+        "acknowledgement of a claim, in seconds; less than replay_timeout and "
+        "replay_redis_timeout.",
     )
     replay_health_interval: float = Field(
         1.0,
@@ -369,15 +388,26 @@ class Settings(BaseSettings):
 
     @field_validator("replay_store")
     @classmethod
-    def _replay_scheme(cls, value: str) -> str:
-        if not re.match(r"(memory|redis|rediss|unix)://", value):
-            raise ValueError("expected memory://, redis://host:port/db or rediss://…")
-        if value.startswith(("redis://", "rediss://")):
-            parts = urllib.parse.urlsplit(value)
-            _ = parts.port  # ValueError naming a port that is not a number
-            if not parts.hostname:
-                raise ValueError("expected redis://[user:password@]host[:port][/db]")
+    def _replay_url(cls, value: str) -> str:
+        if value != "memory://":
+            try:
+                parse_redis_url(value)
+            except ValueError as error:  # names what is wrong, never the URL (a password)
+                raise ValueError(f"{error} (or memory:// for one sidecar)") from None
         return value
+
+    @model_validator(mode="after")
+    def _replication(self) -> Settings:
+        if self.replay_min_replicas and self.replay_store.startswith("memory:"):
+            raise ValueError("replay_min_replicas: needs a Redis replay_store")
+        if self.replay_min_replicas and self.replay_replication_timeout >= min(
+            self.replay_timeout, self.replay_redis_timeout
+        ):
+            raise ValueError(
+                "replay_replication_timeout: must be less than replay_timeout and "
+                "replay_redis_timeout (the claim's round trip comes on top)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _backoff_order(self) -> Settings:

@@ -17,6 +17,7 @@ from sidecar.emulator import EmulatorControl, EmulatorService, start_emulator
 from sidecar.server.app import Sidecar, start_sidecar
 from tests.support.google import GoogleEmulator
 from tests.support.google import google_emulator as _google_emulator
+from tests.support.redis_cluster import RedisCluster, RedisSentinel
 from tests.support.redis_server import RedisServer
 
 
@@ -120,3 +121,33 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster (3 primaries + 3 replicas) shared by the whole run: tests may make a
+    replica lag for a moment but must leave it healthy (use `disposable_redis_cluster` to kill
+    nodes). Every node is killed at the end of the run, whatever happened."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def disposable_redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A Redis Cluster of this test's own, to kill and promote nodes in."""
+    with RedisCluster(tmp_path / "redis-cluster") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    """A primary, 2 replicas and 3 sentinels shared by the whole run (do not kill them)."""
+    with RedisSentinel(tmp_path_factory.mktemp("redis-sentinel")) as group:
+        yield group
+
+
+@pytest.fixture
+def disposable_redis_sentinel(tmp_path: Path) -> Iterator[RedisSentinel]:
+    """A Sentinel group of this test's own, to fail over."""
+    with RedisSentinel(tmp_path / "redis-sentinel") as group:
+        yield group

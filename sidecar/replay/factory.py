@@ -1,13 +1,11 @@
-"""Pick a replay store from its URL (`memory://`, `redis://`, `rediss://`, `unix://`)."""
+"""Pick a replay store from its URL: `memory://`, or any Redis form of `sidecar.redisconn.url`
+(standalone `redis://`, `rediss://`, `unix://`; `redis+cluster://`; `redis+sentinel://`)."""
 
 from __future__ import annotations
 
-import urllib.parse
-
 from sidecar.core.ports import ReplayStore
+from sidecar.redisconn.url import SCHEMES as REDIS_SCHEMES
 from sidecar.replay.memory import MemoryReplayStore
-
-REDIS_SCHEMES = frozenset(("redis", "rediss", "unix"))
 
 
 def open_replay_store(
@@ -18,10 +16,12 @@ def open_replay_store(
     pool_size: int = 50,
     timeout: float = 1.0,
     password: str | None = None,
+    min_replicas: int = 0,
+    replication_timeout: float = 0.1,
 ) -> ReplayStore:
     """One switch, as envoyproxy/ratelimit picks its backend from one setting. Options that
     do not apply to the chosen store are ignored."""
-    scheme = urllib.parse.urlsplit(url).scheme
+    scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryReplayStore(max_entries=max_entries)
     if scheme in REDIS_SCHEMES:
@@ -33,7 +33,10 @@ def open_replay_store(
             pool_size=pool_size,
             timeout=timeout,
             password=password,
+            min_replicas=min_replicas,
+            replication_timeout=replication_timeout,
         )
     raise ValueError(
-        f"replay_store: unsupported scheme {scheme!r} (use memory://, redis://, rediss://)"
+        f"replay_store: unsupported scheme {scheme!r} (use memory://, redis://, rediss://, "
+        "redis+cluster://, redis+sentinel://)"
     )

@@ -147,6 +147,8 @@ async def _start(
             if settings.replay_redis_password
             else None
         ),
+        min_replicas=settings.replay_min_replicas,
+        replication_timeout=settings.replay_replication_timeout,
     )
     stack.push_async_callback(replay.close)
     sink, outbox, flusher = await open_sink(stack, shutdown, settings, upstream)

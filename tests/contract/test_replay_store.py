@@ -1,5 +1,6 @@
-"""The one contract every replay store passes (memory and Redis alike), as oauth2-proxy runs
-one session suite over every backend. A store that passes it keeps single use."""
+"""The one contract every replay store passes (memory, and Redis standalone, Cluster and
+Sentinel), as oauth2-proxy runs one session suite over every backend. A store that passes it
+keeps single use."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
 from sidecar.core.ports import ReplayEntry, ReplayStore
 from sidecar.replay import open_replay_store
-from tests.support.redis_server import RedisServer
 
 TTL = 60.0
 
@@ -51,13 +51,30 @@ def new_claim() -> str:
     return secrets.token_hex(8)
 
 
-@pytest.fixture(params=["memory", "redis"])
+# Every shape users run; Cluster and Sentinel also with claims WAITed to a replica (the
+# topologies are shared by the run, so each test gets a prefix of its own).
+STORES = ["memory", "redis", "cluster", "cluster-wait", "sentinel", "sentinel-wait"]
+
+
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[ReplayStore]:
-    if request.param == "memory":
+    shape, _, wait = str(request.param).partition("-")
+    if shape == "memory":
         opened = open_replay_store("memory://", max_entries=10_000)
     else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        opened = open_replay_store(server.url, key_prefix="contract:", timeout=2.0)
+        if shape == "redis":
+            url = request.getfixturevalue("redis_server").url
+        elif shape == "cluster":
+            url = request.getfixturevalue("redis_cluster").url
+        else:
+            url = request.getfixturevalue("redis_sentinel").url
+        opened = open_replay_store(
+            url,
+            key_prefix=f"contract-{secrets.token_hex(4)}:",
+            timeout=2.0,
+            min_replicas=1 if wait else 0,
+            replication_timeout=1.0,
+        )
     yield opened
     await opened.close()
 

@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class RedisServer:
         password: str | None = None,
         tls: TlsFiles | None = None,
         startup_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
+        config_file: Path | None = None,
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -51,6 +54,8 @@ class RedisServer:
         self.password = password
         self.tls = tls
         self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)  # e.g. cluster or replication options
+        self.config_file = config_file  # read first (a sentinel needs a writable one)
         self.port = 0
         self.popen: subprocess.Popen[bytes] | None = None
         self.frozen = False
@@ -73,6 +78,7 @@ class RedisServer:
     def _args(self) -> list[str]:
         args = [
             self.binary,
+            *([str(self.config_file)] if self.config_file is not None else []),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -104,8 +110,8 @@ class RedisServer:
                 "no",
             ]
         if self.password is not None:
-            args += ["--requirepass", self.password]
-        return args
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        return [*args, *self.extra_args]
 
     def start(self) -> RedisServer:
         """Start on a free port (the first time) or on the same port again."""
