@@ -85,12 +85,12 @@ async def interceptor_costs() -> None:
     rows = [("handler alone", base)]
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
         os.environ.pop(name, None)
-    noop = Telemetry(TelemetryOptions(), labels)
+    noop = Telemetry(TelemetryOptions(metrics_listen="", console=False), labels)
     rows.append(("interceptor, no-op providers", await per_call(wrapped(noop))))
-    metrics = Telemetry(TelemetryOptions(metrics_listen="127.0.0.1:0"), labels)
+    metrics = Telemetry(TelemetryOptions(metrics_listen="127.0.0.1:0", console=False), labels)
     rows.append(("+ metrics (Prometheus reader)", await per_call(wrapped(metrics))))
     os.environ["OTEL_TRACES_EXPORTER"] = "console"  # replaced below by a dropping exporter
-    full = Telemetry(TelemetryOptions(metrics_listen="127.0.0.1:0"), labels)
+    full = Telemetry(TelemetryOptions(metrics_listen="127.0.0.1:0", console=False), labels)
     os.environ.pop("OTEL_TRACES_EXPORTER")
     assert full.tracer_provider is not None
     from opentelemetry.sdk.trace.export import BatchSpanProcessor

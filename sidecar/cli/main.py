@@ -10,75 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar.config import ConfigError, load_settings, reference
+from sidecar.config.flags import add_setting_flags, setting_values
 from sidecar.telemetry.logs import LogFormat, configure_logging
 
 
 def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser("serve", help="run the sidecar")
-    serve.add_argument(
-        "--listen",
-        action="append",
-        metavar="ADDR",
-        help="address to serve on (repeatable): 127.0.0.1:50051 or unix:///path/to.sock",
+    serve = commands.add_parser(
+        "serve",
+        help="run the sidecar",
+        description="Run the sidecar. Every setting is a flag (below), an environment "
+        "variable and a config file key; flags win over the environment, which wins over "
+        "the file.",
     )
     serve.add_argument("--config", type=Path, metavar="FILE", help="YAML settings file")
-    serve.add_argument("--project", help="Google Cloud project that owns the keys")
-    serve.add_argument("--site-key", help="default reCAPTCHA key id")
-    serve.add_argument("--api-key", help="API key (prefer --api-key-file or the environment)")
-    serve.add_argument("--api-key-file", type=Path, help="file holding the API key")
-    serve.add_argument("--upstream-endpoint", metavar="HOST:PORT", help="reCAPTCHA endpoint")
-    serve.add_argument(
-        "--upstream-plaintext",
-        action="store_true",
-        default=None,
-        help="no TLS or credentials upstream (local emulators only)",
-    )
-    serve.add_argument(
-        "--emulator",
-        action="store_true",
-        default=None,
-        help="run the embedded emulator in-process and use it as upstream",
-    )
-    serve.add_argument("--replay-store", metavar="URL", help="memory:// or redis://host:port/db")
-    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    serve.add_argument("--outbox", type=Path, metavar="PATH", help="SQLite annotation outbox")
-    serve.add_argument("--log-format", choices=["json", "text"])
-    serve.add_argument(
-        "--metrics-listen", metavar="HOST:PORT", help="Prometheus scrape endpoint, e.g. :9464"
-    )
-    serve.add_argument(
-        "--telemetry-console",
-        action="store_true",
-        default=None,
-        help="also print spans and metrics on stdout (debugging)",
-    )
-    _security_flags(serve)
-
-
-def _security_flags(serve: argparse.ArgumentParser) -> None:
-    """Listener security (sidecar.server.security) and the kubelet probe listener."""
-    serve.add_argument(
-        "--health-listen", metavar="ADDR", help="health-only listener for kubelet probes"
-    )
-    serve.add_argument("--tls-cert-file", type=Path, help="PEM server certificate (chain)")
-    serve.add_argument("--tls-key-file", type=Path, help="PEM private key")
-    serve.add_argument(
-        "--tls-client-ca-file", type=Path, help="PEM CA bundle; require client certs (mTLS)"
-    )
-    serve.add_argument("--auth-token-file", type=Path, help="file holding the bearer token")
-    serve.add_argument(
-        "--insecure-listen",
-        action="store_true",
-        default=None,
-        help="allow a non-loopback listener without TLS or a token",
-    )
-    serve.add_argument(
-        "--secure-loopback",
-        action="store_true",
-        default=None,
-        help="secure loopback TCP listeners too (hostNetwork pods)",
-    )
-    serve.add_argument("--socket-mode", metavar="MODE", help="Unix socket permissions, e.g. 0660")
+    add_setting_flags(serve)
 
 
 def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -150,31 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
     from sidecar.server.app import StartupError, run
 
     try:
-        settings = load_settings(
-            args.config,
-            listen=args.listen,
-            project=args.project,
-            site_key=args.site_key,
-            api_key=args.api_key,
-            api_key_file=args.api_key_file,
-            upstream_endpoint=args.upstream_endpoint,
-            upstream_plaintext=args.upstream_plaintext,
-            emulator=args.emulator,
-            replay_store=args.replay_store,
-            log_level=args.log_level,
-            health_listen=args.health_listen,
-            tls_cert_file=args.tls_cert_file,
-            tls_key_file=args.tls_key_file,
-            tls_client_ca_file=args.tls_client_ca_file,
-            auth_token_file=args.auth_token_file,
-            insecure_listen=args.insecure_listen,
-            secure_loopback=args.secure_loopback,
-            socket_mode=args.socket_mode,
-            outbox=args.outbox,
-            log_format=args.log_format,
-            metrics_listen=args.metrics_listen,
-            telemetry_console=args.telemetry_console,
-        )
+        settings = load_settings(args.config, **setting_values(args))
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 2

@@ -105,12 +105,12 @@ def idempotency_digest(key: str) -> str:
 class VerifySettings:
     """The knobs Assess reads on every call."""
 
-    default_site_key: str = ""
-    upstream_timeout: float = 5.0  # never wait longer for one upstream answer
-    deadline_margin: float = 0.02  # leave this much of the caller's deadline to answer it
-    replay_ttl: float = 150.0  # token lifetime (120 s) plus clock margin
-    replay_timeout: float = 0.25  # a slow store must not make Assess hang
-    pending_poll: float = 0.02  # how often to look for another replica's answer
+    default_site_key: str
+    upstream_timeout: float  # never wait longer for one upstream answer
+    deadline_margin: float  # leave this much of the caller's deadline to answer it
+    replay_ttl: float  # token lifetime (120 s) plus clock margin
+    replay_timeout: float  # a slow store must not make Assess hang
+    pending_poll: float = 0.02  # how often to look for another replica's answer (no setting)
 
 
 class _After(enum.Enum):

@@ -38,13 +38,15 @@ DRAIN_PAUSE = 0.1  # seconds between passes over the queue at shutdown
 
 @dataclass(frozen=True, slots=True)
 class FlushSettings:
-    batch_size: int = 100
-    flush_interval: float = 0.5
-    concurrency: int = 8
-    max_attempts: int = 10
-    send_timeout: float = 5.0
-    initial_backoff: float = 0.5
-    max_backoff: float = 60.0
+    """Built from the settings (`outbox_*`, `upstream_timeout`) by the composition root."""
+
+    batch_size: int
+    flush_interval: float
+    concurrency: int
+    max_attempts: int
+    send_timeout: float
+    max_backoff: float
+    initial_backoff: float = 0.5  # no setting: the first back-off after a failed send
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +88,13 @@ class Flusher:
         self,
         outbox: Outbox,
         upstream: Upstream,
-        settings: FlushSettings | None = None,
+        settings: FlushSettings,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
         self._upstream = upstream
-        self._settings = settings or FlushSettings()
+        self._settings = settings
         self._clock = clock
         self._gate = asyncio.Semaphore(self._settings.concurrency)
         self._task: asyncio.Task[None] | None = None

@@ -54,9 +54,7 @@ class Outbox:
         self.appended_total = 0
 
     @classmethod
-    async def open(
-        cls, path: Path, *, max_items: int = 100_000, max_pending: int = 10_000
-    ) -> Outbox:
+    async def open(cls, path: Path, *, max_items: int, max_pending: int = 10_000) -> Outbox:
         """Open (or create) the file and take ownership of it; rows a previous process left
         are queued again."""
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outbox")

@@ -20,9 +20,9 @@ class OutboxSink:
         outbox: Outbox,
         flusher: Flusher,
         *,
-        wait_for_upstream: bool = False,
-        upstream_timeout: float = 5.0,
-        deadline_margin: float = 0.02,
+        wait_for_upstream: bool,
+        upstream_timeout: float,
+        deadline_margin: float,
     ) -> None:
         self._outbox = outbox
         self._flusher = flusher

@@ -35,7 +35,7 @@ class PolicySource:
         *,
         path: Path | None = None,
         load: Callable[[], Policy] | None = None,
-        interval: float = 1.0,
+        interval: float,
     ) -> None:
         self._policy = initial
         self._path = path

@@ -29,10 +29,10 @@ import grpc
 
 from sidecar.accountid.protected import protect_upstream
 from sidecar.accountid.protection import Protection
-from sidecar.config import Settings
+from sidecar.config import Settings, reload_settings
 from sidecar.core.annotate import Annotator
 from sidecar.core.ports import ReplayStore
-from sidecar.core.verify import Verifier, VerifySettings
+from sidecar.core.verify import Verifier
 from sidecar.outbox import Outbox
 from sidecar.policy.source import PolicySource
 from sidecar.replay import open_replay_store
@@ -48,9 +48,10 @@ from sidecar.server.components import (
 from sidecar.server.gauges import register_gauges
 from sidecar.server.health import SERVERS, HealthAggregator, standard_entries
 from sidecar.server.listeners import ListenError, StartupError
+from sidecar.server.module_settings import account_id_protector, telemetry_options, verify_settings
 from sidecar.server.servicer import VerificationFrontDoor
 from sidecar.telemetry.metrics import ActionLabels
-from sidecar.telemetry.providers import Telemetry, TelemetryOptions, start_telemetry
+from sidecar.telemetry.providers import Telemetry, start_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,12 @@ async def _start(
     policy = PolicySource(
         settings.policy,
         path=settings.config_file,
-        load=lambda: settings.reloaded().policy,
+        load=lambda: reload_settings(settings).policy,
         interval=settings.policy_reload_interval,
     )
     # configured actions get their own metric label, following the live (reloadable) policy
     telemetry = start_telemetry(
-        TelemetryOptions(settings.metrics_listen, settings.telemetry_console),
+        telemetry_options(settings),
         ActionLabels(lambda: policy.current().actions),
     )
     stack.push_async_callback(telemetry.aclose)  # last out: flushes the drained calls' spans
@@ -153,7 +154,7 @@ async def _start(
     stack.push_async_callback(replay.close)
     sink, outbox, flusher = await open_sink(stack, shutdown, settings, upstream)
 
-    protector = settings.account_id_protector()
+    protector = account_id_protector(settings)
     observer = telemetry.observer()
     verifier = Verifier(
         # Account ids are protected over the upstream for Assess, in the use case for Annotate
@@ -161,13 +162,7 @@ async def _start(
         upstream=protect_upstream(upstream, protector),
         replay=telemetry.instrument_replay(replay),
         policy=policy.current,
-        settings=VerifySettings(
-            default_site_key=settings.site_key,
-            upstream_timeout=settings.upstream_timeout,
-            deadline_margin=settings.deadline_margin,
-            replay_ttl=settings.replay_ttl,
-            replay_timeout=settings.replay_timeout,
-        ),
+        settings=verify_settings(settings),
         limiter=limiter(settings, "assess"),
         observer=observer,
     )

@@ -20,16 +20,21 @@ from sidecar.config import Settings
 from sidecar.core.annotate import DirectDelivery
 from sidecar.core.limits import AdmissionLimiter
 from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
-from sidecar.outbox import Flusher, FlushSettings, Outbox, OutboxSink
+from sidecar.outbox import Flusher, Outbox, OutboxSink
 from sidecar.replay.health import check_store, watch_store
 from sidecar.server.drain import DrainGate
 from sidecar.server.health import REPLAY_STORE, UPSTREAM, HealthAggregator, watch_upstream
 from sidecar.server.listeners import bind_health, bind_listeners, server_options, socket_path
+from sidecar.server.module_settings import (
+    api_key,
+    breaker_settings,
+    budget_settings,
+    flush_settings,
+    retry_settings,
+)
 from sidecar.telemetry.providers import Telemetry
-from sidecar.upstream.breaker import BreakerSettings
-from sidecar.upstream.budget import BudgetSettings
 from sidecar.upstream.client import GoogleUpstream
-from sidecar.upstream.retry import ResilientUpstream, RetrySettings
+from sidecar.upstream.retry import ResilientUpstream
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,7 @@ async def open_upstream(
         project=project,
         endpoint=endpoint,
         plaintext=plaintext,
-        api_key=settings.resolved_api_key(),
+        api_key=api_key(settings),
     )
     upstream = resilient_upstream(telemetry.instrument_upstream(google), settings)
     stack.push_async_callback(upstream.close)
@@ -106,14 +111,7 @@ async def open_sink(
     flusher = Flusher(
         outbox,
         upstream,
-        FlushSettings(
-            batch_size=settings.outbox_batch_size,
-            flush_interval=settings.outbox_flush_interval,
-            concurrency=settings.outbox_concurrency,
-            max_attempts=settings.outbox_max_attempts,
-            send_timeout=settings.upstream_timeout,
-            max_backoff=settings.outbox_max_backoff,
-        ),
+        flush_settings(settings),
     )
 
     async def stop_flusher() -> None:
@@ -228,20 +226,7 @@ def resilient_upstream(inner: Upstream, settings: Settings) -> ResilientUpstream
     """Deadlines, retries, budget and breaker around the Google client, from the settings."""
     return ResilientUpstream(
         inner,
-        retry=RetrySettings(
-            max_attempts=settings.retry_max_attempts,
-            initial_backoff=settings.retry_initial_backoff,
-            max_backoff=settings.retry_max_backoff,
-            multiplier=settings.retry_backoff_multiplier,
-        ),
-        budget=BudgetSettings(
-            ratio=settings.retry_budget_ratio,
-            min_per_second=settings.retry_budget_min_per_second,
-        ),
-        breaker=BreakerSettings(
-            failure_ratio=settings.breaker_failure_ratio,
-            min_calls=settings.breaker_min_calls,
-            window=settings.breaker_window,
-            cooldown=settings.breaker_cooldown,
-        ),
+        retry=retry_settings(settings),
+        budget=budget_settings(settings),
+        breaker=breaker_settings(settings),
     )

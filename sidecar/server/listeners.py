@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from sidecar.config import Settings
-from sidecar.server.addresses import is_exposed
+from sidecar.config.addresses import is_exposed
 from sidecar.server.security import SecurityError, apply_socket_mode, listener_security
 
 log = logging.getLogger(__name__)

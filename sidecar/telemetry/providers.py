@@ -67,8 +67,8 @@ class TelemetryError(Exception):
 class TelemetryOptions:
     """The sidecar's own telemetry settings; everything else comes from `OTEL_*`."""
 
-    metrics_listen: str = ""  # host:port of the Prometheus scrape endpoint; empty: none
-    console: bool = False  # also print spans and metrics on stdout (debugging)
+    metrics_listen: str  # host:port of the Prometheus scrape endpoint; empty: none
+    console: bool  # also print spans and metrics on stdout (debugging)
 
 
 def exporter_names(signal: str, environ: Mapping[str, str], console: bool) -> list[str]:

@@ -19,10 +19,10 @@ class BreakerSettings:
     """Open when at least `min_calls` attempts in the last `window` seconds ended and
     `failure_ratio` of them failed transiently; probe again after `cooldown` seconds."""
 
-    failure_ratio: float = 0.8
-    min_calls: int = 10
-    window: float = 10.0
-    cooldown: float = 5.0
+    failure_ratio: float
+    min_calls: int
+    window: float
+    cooldown: float
 
     def __post_init__(self) -> None:
         if not 0 < self.failure_ratio <= 1:

@@ -14,9 +14,9 @@ class BudgetSettings:
     """Retries may be at most `ratio` of requests plus `min_per_second`; the bucket banks up
     to `window` seconds of the floor (at least one retry) and starts full."""
 
-    ratio: float = 0.2
-    min_per_second: float = 5.0
-    window: float = 10.0
+    ratio: float
+    min_per_second: float
+    window: float = 10.0  # no setting: the floor banks this many seconds
 
     def __post_init__(self) -> None:
         if self.ratio < 0 or self.min_per_second < 0 or self.window <= 0:

@@ -33,8 +33,6 @@ _pb_TokenProperties = types.TokenProperties.pb()
 _pb_RiskAnalysis = types.RiskAnalysis.pb()
 _pb_AccountDefender = types.AccountDefenderAssessment.pb()
 
-DEFAULT_ENDPOINT = "recaptchaenterprise.googleapis.com:443"
-
 
 def _enum_name(enum_type: object, value: int, unknown: str) -> str:
     """Lenient enum naming: Google adds values over time and a new one must not break us."""
@@ -129,7 +127,7 @@ class GoogleUpstream:
         self,
         *,
         project: str,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str,
         plaintext: bool = False,
         api_key: str | None = None,
         channel_options: Sequence[tuple[str, object]] = (),

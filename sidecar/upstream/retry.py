@@ -61,10 +61,10 @@ PROBLEM_LOG_INTERVAL = 10.0
 class RetrySettings:
     """How often and how patiently to try again. Whether to try again is `classify`'s."""
 
-    max_attempts: int = 3
-    initial_backoff: float = 0.05
-    max_backoff: float = 1.0
-    multiplier: float = 2.0
+    max_attempts: int
+    initial_backoff: float
+    max_backoff: float
+    multiplier: float
     # Retry CreateAssessment after a failure that may have reached Google. A DUPE on the retry
     # is then outcome unknown; False keeps ambiguous failures to a single attempt.
     retry_ambiguous: bool = True
@@ -125,19 +125,17 @@ class ResilientUpstream:
         self,
         inner: Upstream,
         *,
-        retry: RetrySettings | None = None,
-        budget: BudgetSettings | None = None,
-        breaker: BreakerSettings | None = None,
+        retry: RetrySettings,
+        budget: BudgetSettings,
+        breaker: BreakerSettings,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._inner = inner
         self._clock = clock
         self._sleep = sleep
-        self._retry = retry or RetrySettings()
-        self._backoff = self._retry.backoff
-        budget = budget or BudgetSettings()
-        breaker = breaker or BreakerSettings()
+        self._retry = retry
+        self._backoff = retry.backoff
         # Separate guards: a flood of failing annotations must not open Assess's breaker
         # nor spend its retries.
         self._guards = {

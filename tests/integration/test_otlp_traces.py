@@ -17,10 +17,11 @@ from sidecar.core.model import AssessmentRequest
 from sidecar.core.ports import ATTEMPT, UpstreamError
 from sidecar.emulator import mint_token
 from sidecar.telemetry.metrics import ActionLabels
-from sidecar.telemetry.providers import Telemetry, TelemetryOptions
+from sidecar.telemetry.providers import Telemetry
 from sidecar.telemetry.upstream import InstrumentedUpstream
 from sidecar.upstream.client import GoogleUpstream
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
+from tests.support.defaults import TELEMETRY
 from tests.support.otlp_receiver import (
     OtlpReceiver,
     ReceivedSpan,
@@ -203,7 +204,7 @@ async def test_retried_attempts_are_sibling_children_with_numbers_and_reasons(
     """The attempt decorator under a retry loop (the contract the retry layer follows: set
     ATTEMPT, await attempts one after another): attempts 1 and 2 are children of the span that
     retried, the first marked with its failure, the second with the reason it exists."""
-    telemetry = Telemetry(TelemetryOptions(), ActionLabels(lambda: ()))
+    telemetry = Telemetry(TELEMETRY, ActionLabels(lambda: ()))
     raw = GoogleUpstream(project="p", endpoint=emulator.address, plaintext=True)
     upstream = InstrumentedUpstream(raw, tracer=telemetry.tracer, instruments=telemetry.instruments)
     await emulator.control.set_faults("create", error_rate=1.0, error_code="UNAVAILABLE")

@@ -4,6 +4,7 @@ when nothing is configured, clear errors at start, bounded action labels, docume
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import socket
@@ -22,11 +23,11 @@ from sidecar.telemetry.metrics import ActionLabels, reference_table
 from sidecar.telemetry.providers import (
     Telemetry,
     TelemetryError,
-    TelemetryOptions,
     exporter_names,
     otlp_protocol,
 )
 from sidecar.upstream.client import GoogleUpstream
+from tests.support.defaults import TELEMETRY
 from tests.support.processes import ROOT
 
 TELEMETRY_DOCS = ROOT / "docs" / "telemetry.md"
@@ -95,7 +96,7 @@ def test_unknown_exporter_and_protocol_are_named() -> None:
 async def test_nothing_configured_means_no_providers_and_an_untouched_hot_path(
     quiet_access_log: None,
 ) -> None:
-    telemetry = Telemetry(TelemetryOptions(), ActionLabels(lambda: ()))
+    telemetry = Telemetry(TELEMETRY, ActionLabels(lambda: ()))
     assert (telemetry.tracer_provider, telemetry.meter_provider) == (None, None)
     assert isinstance(telemetry.tracer, trace.NoOpTracer)
     assert telemetry.interceptors() == []
@@ -110,7 +111,7 @@ def test_sdk_disabled_wins_over_an_endpoint(
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    telemetry = Telemetry(TelemetryOptions(), ActionLabels(lambda: ()))
+    telemetry = Telemetry(TELEMETRY, ActionLabels(lambda: ()))
     assert not telemetry.active and telemetry.interceptors() == []
 
 
@@ -119,7 +120,7 @@ def test_access_log_alone_installs_the_interceptor() -> None:
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        telemetry = Telemetry(TelemetryOptions(), ActionLabels(lambda: ()))
+        telemetry = Telemetry(TELEMETRY, ActionLabels(lambda: ()))
         assert len(telemetry.interceptors()) == 1
     finally:
         logger.setLevel(level)
@@ -131,7 +132,9 @@ def test_a_taken_metrics_port_is_a_startup_error() -> None:
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         with pytest.raises(TelemetryError, match=f"metrics_listen: cannot listen on {address}"):
-            Telemetry(TelemetryOptions(metrics_listen=address), ActionLabels(lambda: ()))
+            Telemetry(
+                dataclasses.replace(TELEMETRY, metrics_listen=address), ActionLabels(lambda: ())
+            )
 
 
 def test_serve_refuses_a_taken_metrics_port() -> None:

@@ -24,6 +24,7 @@ from sidecar.accountid.protection import (
 )
 from sidecar.cli import main
 from sidecar.config import ConfigError, load_settings
+from sidecar.server.module_settings import account_id_protector
 
 # RFC 5297 appendix A.1 (deterministic authenticated encryption example).
 SIV_KEY = bytes.fromhex("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
@@ -158,13 +159,13 @@ def test_settings_take_the_key_from_a_file_or_the_environment(
         account_id_protection="deterministic-encryption",
         account_id_key_file=key_file,
     )
-    assert settings.account_id_protector().protect("a") == DeterministicEncryptionProtector(
+    assert account_id_protector(settings).protect("a") == DeterministicEncryptionProtector(
         KEY64
     ).protect("a")
     monkeypatch.setenv(KEY_ENV, KEY64_B64)
     monkeypatch.setenv("RECAPTCHA_SIDECAR_ACCOUNT_ID_PROTECTION", "hmac-sha256")
     settings = load_settings(emulator=True)
-    assert settings.account_id_protector().protect("a") == HmacSha256Protector(KEY64).protect("a")
+    assert account_id_protector(settings).protect("a") == HmacSha256Protector(KEY64).protect("a")
     assert KEY64_B64 not in repr(settings)
 
 

@@ -3,12 +3,15 @@ jittered back-off) or dead-lettered."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
-from sidecar.outbox import FlushSettings, judge
+from sidecar.outbox import judge
 from sidecar.outbox.store import Row
+from tests.support.defaults import FLUSH
 
 ROW = Row(id=7, payload=b"", created=0.0, attempts=3, rejections=0)
-SETTINGS = FlushSettings(max_attempts=3, initial_backoff=0.5, max_backoff=4.0)
+SETTINGS = dataclasses.replace(FLUSH, max_attempts=3, initial_backoff=0.5, max_backoff=4.0)
 
 
 def test_accepted_row_is_delivered() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import load_settings
+from sidecar.config import load_settings, reload_settings
 from sidecar.policy.source import PolicySource
 
 
@@ -24,7 +24,7 @@ async def source_for(path: Path) -> PolicySource:
     source = PolicySource(
         settings.policy,
         path=settings.config_file,
-        load=lambda: settings.reloaded().policy,
+        load=lambda: reload_settings(settings).policy,
         interval=0,  # the tests call reload() themselves
     )
     await source.start()
@@ -112,7 +112,7 @@ async def test_kubernetes_configmap_symlink_swap(tmp_path: Path) -> None:
 
 async def test_without_a_file_there_is_nothing_to_reload() -> None:
     settings = load_settings(emulator=True)
-    source = PolicySource(settings.policy, path=settings.config_file, load=None)
+    source = PolicySource(settings.policy, path=settings.config_file, load=None, interval=0)
     await source.start()
     assert not source.reloadable
     assert await source.reload(force=True) is False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.server.addresses import is_exposed, listen_problem, parse_socket_mode
+from sidecar.config.addresses import is_exposed, listen_problem, parse_socket_mode
 from sidecar.server.security import bearer_token
 
 

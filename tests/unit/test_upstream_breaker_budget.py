@@ -63,7 +63,7 @@ def test_budget_allows_ratio_of_requests_plus_a_floor() -> None:
 def test_budget_bound_formula() -> None:
     settings = BudgetSettings(ratio=0.2, min_per_second=1.0, window=10.0)
     assert settings.bound(requests=100, seconds=5.0) == pytest.approx(10 + 20 + 5)
-    assert BudgetSettings(min_per_second=0).capacity == 1.0
+    assert BudgetSettings(ratio=0.2, min_per_second=0).capacity == 1.0
 
 
 # ---- breaker ------------------------------------------------------------------------------
@@ -78,7 +78,9 @@ def failing(breaker: CircuitBreaker, times: int) -> None:
 
 def test_breaker_opens_on_failure_ratio_after_min_calls() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(BreakerSettings(0.5, min_calls=4, cooldown=2.0), clock=clock)
+    breaker = CircuitBreaker(
+        BreakerSettings(0.5, min_calls=4, window=10.0, cooldown=2.0), clock=clock
+    )
     failing(breaker, 3)
     assert breaker.state is BreakerState.CLOSED  # not enough calls to judge
     failing(breaker, 1)
@@ -87,7 +89,9 @@ def test_breaker_opens_on_failure_ratio_after_min_calls() -> None:
 
 
 def test_breaker_stays_closed_below_the_ratio() -> None:
-    breaker = CircuitBreaker(BreakerSettings(0.8, min_calls=4), clock=FakeClock())
+    breaker = CircuitBreaker(
+        BreakerSettings(0.8, min_calls=4, window=10.0, cooldown=5.0), clock=FakeClock()
+    )
     for i in range(40):
         permit = breaker.acquire()
         assert permit is not None
@@ -98,7 +102,9 @@ def test_breaker_stays_closed_below_the_ratio() -> None:
 
 def test_breaker_window_forgets_old_outcomes() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(BreakerSettings(0.5, min_calls=4, window=10.0), clock=clock)
+    breaker = CircuitBreaker(
+        BreakerSettings(0.5, min_calls=4, window=10.0, cooldown=5.0), clock=clock
+    )
     failing(breaker, 3)
     clock.now += 11.0
     assert breaker.counts() == (0, 0)
@@ -108,7 +114,9 @@ def test_breaker_window_forgets_old_outcomes() -> None:
 
 def test_breaker_half_open_probe_closes_or_reopens() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(BreakerSettings(1.0, min_calls=1, cooldown=2.0), clock=clock)
+    breaker = CircuitBreaker(
+        BreakerSettings(1.0, min_calls=1, window=10.0, cooldown=2.0), clock=clock
+    )
     failing(breaker, 1)
     assert breaker.state is BreakerState.OPEN
     clock.now += 2.0
@@ -130,7 +138,9 @@ def test_breaker_half_open_probe_closes_or_reopens() -> None:
 
 
 def test_breaker_ignores_attempts_begun_before_it_opened() -> None:
-    breaker = CircuitBreaker(BreakerSettings(1.0, min_calls=1, cooldown=2.0), clock=FakeClock())
+    breaker = CircuitBreaker(
+        BreakerSettings(1.0, min_calls=1, window=10.0, cooldown=2.0), clock=FakeClock()
+    )
     early = breaker.acquire()
     failing(breaker, 1)
     assert early is not None

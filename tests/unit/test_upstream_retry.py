@@ -17,6 +17,7 @@ from sidecar.upstream.budget import BudgetSettings
 from sidecar.upstream.classify import BREAKER_OPEN, is_retryable, may_repeat_create
 from sidecar.upstream.retry import ResilientUpstream, RetrySettings
 from tests.support.clock import FakeClock
+from tests.support.defaults import BREAKER, BUDGET, RETRY
 
 
 def unavailable(reached: bool | None = None, pushback: float | None = None) -> UpstreamError:
@@ -98,9 +99,9 @@ def resilient(
 ) -> ResilientUpstream:
     return ResilientUpstream(
         upstream,
-        retry=retry or RetrySettings(),
-        budget=budget or BudgetSettings(),
-        breaker=breaker or BreakerSettings(),
+        retry=retry or RETRY,
+        budget=budget or BUDGET,
+        breaker=breaker or BREAKER,
         clock=clock or FakeClock(),
         sleep=sleeps or Sleeps(),
     )
@@ -117,14 +118,14 @@ async def create(upstream: ResilientUpstream, timeout: float = 5.0) -> UpstreamA
 
 
 def test_retry_settings_are_immutable_and_checked() -> None:
-    base = RetrySettings()
+    base = RETRY
     assert (base.max_attempts, base.initial_backoff, base.retry_ambiguous) == (3, 0.05, True)
     with pytest.raises(AttributeError):
         base.max_attempts = 4  # type: ignore[misc]
     with pytest.raises(ValueError):
-        RetrySettings(max_attempts=0)
+        dataclasses.replace(RETRY, max_attempts=0)
     with pytest.raises(ValueError):
-        RetrySettings(initial_backoff=2.0, max_backoff=1.0)
+        dataclasses.replace(RETRY, initial_backoff=2.0, max_backoff=1.0)
 
 
 def test_predicate_is_separate_from_backoff() -> None:
@@ -169,8 +170,8 @@ async def test_backoff_grows_and_is_never_zero() -> None:
     """Full jitter under ceilings 0.1, 0.2, 0.4: each wait is within its ceiling, and the
     waits are not all zero (a back-off of 0 would retry a brownout at once)."""
     clock = FakeClock()
-    retry = RetrySettings(max_attempts=4, initial_backoff=0.1, max_backoff=1.0)
-    budget = BudgetSettings(min_per_second=100.0)
+    retry = dataclasses.replace(RETRY, max_attempts=4, initial_backoff=0.1, max_backoff=1.0)
+    budget = dataclasses.replace(BUDGET, min_per_second=100.0)
     for _ in range(20):
         upstream = ScriptedUpstream(*(unavailable(reached=False) for _ in range(3)), VALID)
         sleeps = Sleeps(clock)
@@ -201,7 +202,7 @@ async def test_dupe_on_the_first_attempt_is_a_real_duplicate() -> None:
 
 async def test_ambiguous_failures_are_not_retried_when_so_configured() -> None:
     upstream = ScriptedUpstream(unavailable(reached=None), VALID)
-    retry = RetrySettings(retry_ambiguous=False)
+    retry = dataclasses.replace(RETRY, retry_ambiguous=False)
     with pytest.raises(UpstreamError) as caught:
         await create(resilient(upstream, retry=retry))
     assert caught.value.code == "UNAVAILABLE" and caught.value.reached is None
@@ -210,7 +211,7 @@ async def test_ambiguous_failures_are_not_retried_when_so_configured() -> None:
 
 async def test_annotate_retries_ambiguous_failures() -> None:
     upstream = ScriptedUpstream(unavailable(reached=None), None)  # type: ignore[arg-type]
-    retry = RetrySettings(retry_ambiguous=False)  # applies to CreateAssessment only
+    retry = dataclasses.replace(RETRY, retry_ambiguous=False)  # applies to CreateAssessment only
     await resilient(upstream, retry=retry).annotate(
         AnnotationRequest(assessment_name="projects/1/assessments/a"), timeout=1.0
     )
@@ -220,7 +221,7 @@ async def test_annotate_retries_ambiguous_failures() -> None:
 async def test_attempts_are_bounded() -> None:
     upstream = ScriptedUpstream(*(unavailable(reached=False) for _ in range(5)))
     with pytest.raises(UpstreamError) as caught:
-        await create(resilient(upstream, retry=RetrySettings(max_attempts=3)))
+        await create(resilient(upstream, retry=dataclasses.replace(RETRY, max_attempts=3)))
     assert caught.value.reached is False  # no attempt left: the token was never sent
     assert len(upstream.timeouts) == 3
 
@@ -228,7 +229,7 @@ async def test_attempts_are_bounded() -> None:
 async def test_a_later_not_reached_failure_keeps_the_earlier_ambiguity() -> None:
     upstream = ScriptedUpstream(unavailable(reached=None), unavailable(reached=False))
     with pytest.raises(UpstreamError) as caught:
-        await create(resilient(upstream, retry=RetrySettings(max_attempts=2)))
+        await create(resilient(upstream, retry=dataclasses.replace(RETRY, max_attempts=2)))
     assert caught.value.reached is None  # the first attempt may have spent the token
 
 
@@ -262,7 +263,9 @@ async def test_pushback_past_the_deadline_ends_the_call_at_once() -> None:
 
 
 async def test_spent_budget_stops_retries() -> None:
-    budget = BudgetSettings(ratio=0.0, min_per_second=0.0)  # one banked retry, then none
+    budget = dataclasses.replace(
+        BUDGET, ratio=0.0, min_per_second=0.0
+    )  # one banked retry, then none
     upstream = ScriptedUpstream(*(unavailable(reached=False) for _ in range(6)))
     wrapper = resilient(upstream, budget=budget)
     with pytest.raises(UpstreamError):
@@ -275,9 +278,11 @@ async def test_spent_budget_stops_retries() -> None:
 
 async def test_open_breaker_answers_at_once_without_calling_upstream() -> None:
     clock = FakeClock()
-    breaker = BreakerSettings(failure_ratio=1.0, min_calls=2, cooldown=5.0)
+    breaker = dataclasses.replace(BREAKER, failure_ratio=1.0, min_calls=2, cooldown=5.0)
     upstream = ScriptedUpstream(unavailable(reached=False), unavailable(reached=False), VALID)
-    wrapper = resilient(upstream, breaker=breaker, clock=clock, retry=RetrySettings(2))
+    wrapper = resilient(
+        upstream, breaker=breaker, clock=clock, retry=dataclasses.replace(RETRY, max_attempts=2)
+    )
     with pytest.raises(UpstreamError):
         await create(wrapper)
     assert wrapper.breaker_state() is BreakerState.OPEN
@@ -295,9 +300,11 @@ async def test_open_breaker_answers_at_once_without_calling_upstream() -> None:
 
 async def test_annotate_has_its_own_breaker_and_budget() -> None:
     clock = FakeClock()
-    breaker = BreakerSettings(failure_ratio=1.0, min_calls=1)
+    breaker = dataclasses.replace(BREAKER, failure_ratio=1.0, min_calls=1)
     upstream = ScriptedUpstream(unavailable(reached=None), VALID)
-    wrapper = resilient(upstream, breaker=breaker, clock=clock, retry=RetrySettings(1))
+    wrapper = resilient(
+        upstream, breaker=breaker, clock=clock, retry=dataclasses.replace(RETRY, max_attempts=1)
+    )
     with pytest.raises(UpstreamError):
         await wrapper.annotate(
             AnnotationRequest(assessment_name="projects/1/assessments/a"), timeout=1.0

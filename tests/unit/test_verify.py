@@ -14,9 +14,10 @@ from sidecar.core.model import (
     UpstreamAssessment,
 )
 from sidecar.core.ports import CallContext
-from sidecar.core.verify import Verifier, VerifySettings
+from sidecar.core.verify import Verifier
 from sidecar.policy.schema import Policy
 from sidecar.replay.memory import MemoryReplayStore
+from tests.support.defaults import VERIFY
 
 FRONT = CallContext("test.FrontDoor", "Check")
 OTHER = CallContext("other.FrontDoor", "Verify")
@@ -60,7 +61,7 @@ def verifier(upstream: Upstream, observer: Observer) -> Verifier:
         upstream=upstream,
         replay=MemoryReplayStore(),
         policy=lambda: policy,
-        settings=VerifySettings(),
+        settings=VERIFY,
         observer=observer,
     )
 

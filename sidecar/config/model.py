@@ -1,7 +1,10 @@
 """One typed settings object: YAML file, then `RECAPTCHA_SIDECAR_*` environment, then flags.
 
-Each knob is documented once, here, in its Field description; `recaptcha-sidecar config`
-prints the reference. A bad value fails at start with the key named, never at the first request.
+Each knob is written once, here: its Field has the default, the bounds and the description;
+the flag (`flags.py`), the environment variable, the reference (`recaptcha-sidecar config`)
+and the per-module settings the composition root builds (`sidecar.server.components`) all
+derive from it. No I/O and no adapter imports here (the loader, `load.py`, reads files), so
+importing the model is cheap. A bad value fails at start with the key named.
 """
 
 from __future__ import annotations
@@ -12,15 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -29,15 +31,20 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from sidecar.accountid.protection import KEY_ENV as ACCOUNT_ID_KEY_ENV
-from sidecar.accountid.protection import AccountIdKeyError, AccountIdProtector, build_protector
+from sidecar.config import addresses
 from sidecar.policy.schema import Policy
 from sidecar.redisconn.url import parse_redis_url
-from sidecar.server import addresses
-from sidecar.upstream.client import DEFAULT_ENDPOINT
 
 ENV_PREFIX = "RECAPTCHA_SIDECAR_"
-_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+DEFAULT_ENDPOINT = "recaptchaenterprise.googleapis.com:443"
+# The environment variable of `account_id_key` (the accountid tools read it too).
+ACCOUNT_ID_KEY_ENV = ENV_PREFIX + "ACCOUNT_ID_KEY"
+# Settings without a flag: the policy is a document (the config file's), and secrets on a
+# command line are visible to every process on the node (`ps`); `api_key` keeps the flag it
+# always had, with a warning in its description.
+NO_FLAG = frozenset({"policy", "account_id_key", "replay_redis_password"})
+# The file `load_settings` is reading, for `settings_customise_sources` (set only while it runs).
+CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "config_file", default=None
 )
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
@@ -86,7 +93,9 @@ class Settings(BaseSettings):
     )
     site_key: str = Field("", description="Default reCAPTCHA key id when a request names none.")
     api_key: SecretStr | None = Field(
-        None, description="API key for upstream (instead of Application Default Credentials)."
+        None,
+        description="API key for upstream (instead of Application Default Credentials); "
+        "prefer api_key_file or the environment, since a flag is visible to `ps`.",
     )
     api_key_file: Path | None = Field(
         None, description="File holding the API key (a mounted Secret); wins over api_key."
@@ -343,7 +352,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags (init) win over the environment, which wins over the file."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _config_file.get()
+        path = CONFIG_FILE.get()
         if path is not None:
             sources.append(_ConfigFileSource(settings_cls, yaml_file=path))
         return tuple(sources)
@@ -446,21 +455,6 @@ class Settings(BaseSettings):
         """The YAML file these settings were read from, if any (hot reload watches it)."""
         return self._source[0]
 
-    def reloaded(self) -> Settings:
-        """Settings read again from the same file, environment and flags."""
-        return load_settings(self._source[0], **self._source[1])
-
-    def account_id_protector(self) -> AccountIdProtector:
-        """The configured protection, with its key read now; AccountIdKeyError if unusable."""
-        key = self.account_id_key.get_secret_value() if self.account_id_key else None
-        return build_protector(self.account_id_protection, self.account_id_key_file, key)
-
-    def resolved_api_key(self) -> str | None:
-        """The API key from its file (a mounted Secret) or the setting; never logged."""
-        if self.api_key_file is not None:
-            return self.api_key_file.read_text().strip() or None
-        return self.api_key.get_secret_value() if self.api_key else None
-
 
 class _ConfigFileSource(YamlConfigSettingsSource):
     """The YAML file, which may not hold secrets meant for the environment or a file."""
@@ -477,50 +471,20 @@ class _ConfigFileSource(YamlConfigSettingsSource):
         return data
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)
-
-
-def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
-    """Build settings from the file, the environment and the flags that were given."""
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"invalid configuration:\n  config: no such file {config_file}")
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    token = _config_file.set(config_file)
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
-    except ValueError as error:  # JSON env that does not parse
-        raise ConfigError(f"invalid configuration:\n  {error}") from None
-    except yaml.YAMLError as error:  # a config file that is not YAML
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or "not YAML"
-        raise ConfigError(f"invalid configuration:\n  config: {problem}{where}") from None
-    finally:
-        _config_file.reset(token)
-    if settings.api_key_file is not None and not settings.api_key_file.is_file():
-        raise ConfigError(
-            f"invalid configuration:\n  api_key_file: no such file {settings.api_key_file}"
-        )
-    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_token_file"):
-        path = getattr(settings, key)
-        if path is not None and not path.is_file():
-            raise ConfigError(f"invalid configuration:\n  {key}: no such file {path}")
-    try:
-        settings.account_id_protector()
-    except AccountIdKeyError as error:
-        raise ConfigError(
-            f"invalid configuration:\n  account_id_protection {settings.account_id_protection}: "
-            f"{error}"
-        ) from None
-    settings._source = (config_file, overrides)
-    return settings
+def shown_default(info: FieldInfo) -> str:
+    """A field's default as a person would write it (for flag help)."""
+    default = info.get_default(call_default_factory=True)
+    if isinstance(default, Mapping | Policy):
+        return "see the policy reference"
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, list):
+        return ",".join(str(item) for item in default)
+    if default == "":
+        return '""'
+    return str(default)
 
 
 def reference(model: type[BaseSettings] = Settings) -> list[tuple[str, str, str, str]]:
