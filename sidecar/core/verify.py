@@ -1,4 +1,4 @@
-"""Assess: validate → claim the token → ask upstream once → decide → remember the answer.
+"""Assess: validate → shape filter → claim the token → ask upstream once → decide → remember.
 
 Single use holds in three layers: in-process single flight (concurrent calls for one token
 share one upstream call), the replay store's atomic claim (replicas and restarts), and upstream's
@@ -6,6 +6,12 @@ own DUPE. The leader's work runs in its own task (a flight), so a caller that gi
 timeout) does not cancel an upstream call whose answer a retry with the same idempotency key
 will want; with a key, that call gets its full upstream timeout. The flight answers its callers
 as soon as the decision is known and settles or releases the claim afterwards.
+
+The one rule (ARCHITECTURE.md): a token is allowed at most once. An allowed answer always
+settles the claim, an UNCHECKED one that an open failure policy let through included; only a
+not-allowed answer whose token never reached Google releases it. A repeat of a token is never
+let through by a failure policy: a repeat still waiting when its deadline comes is DUPLICATE,
+or, with the same idempotency key and the same request, UNCHECKED under a closed decision.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import dataclasses
 import enum
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -34,8 +41,15 @@ from sidecar.core.ports import (
     Upstream,
     UpstreamError,
 )
+from sidecar.core.shape import shape_problem
 from sidecar.core.validation import validate_assessment
-from sidecar.policy.rules import decide, decide_duplicate, decide_missing, decide_unchecked
+from sidecar.policy.rules import (
+    decide,
+    decide_duplicate,
+    decide_impossible,
+    decide_missing,
+    decide_unchecked,
+)
 from sidecar.policy.schema import ActionPolicy, Policy
 
 log = logging.getLogger(__name__)
@@ -96,9 +110,48 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def idempotency_digest(key: str) -> str:
-    """Idempotency keys are app-chosen and may carry user data: keep only a digest."""
-    return hashlib.sha256(key.encode()).hexdigest() if key else ""
+# Every field of a request but these shapes the decision (or upstream's answer), so a replay
+# must match all of them; fields added later (client type, express, transaction data) are
+# bound without a change here.
+_UNBOUND_FIELDS = frozenset({"token", "idempotency_key"})
+_BOUND_FIELDS = tuple(
+    f.name for f in dataclasses.fields(AssessmentRequest) if f.name not in _UNBOUND_FIELDS
+)
+
+
+def _plain(value: object) -> object:
+    """A value as JSON can write it, the same way every time (dataclasses as field lists)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [[f.name, _plain(getattr(value, f.name))] for f in dataclasses.fields(value)]
+    return value
+
+
+def idempotency_digest(request: AssessmentRequest, default_site_key: str = "") -> str:
+    """What a replay must match: SHA-256 of the idempotency key bound to every field that
+    shapes the decision (expected action, site key as applied, account id, user ids, IP, UA,
+    requested URI, JA3/JA4, headers, and whatever is added to the request later). A repeat
+    with the same key but another request (a stricter action, another site key, account or
+    IP) has another digest, so it is DUPLICATE, never the stored answer. Empty without a key.
+
+    The request is bound into the one digest the stores already keep beside each token,
+    rather than stored as a second one: the stores need no change, and replicas of an older
+    version (which kept SHA-256 of the bare key) match no new entry during a rolling upgrade,
+    so they answer DUPLICATE rather than replay across requests. Keys are app-chosen and may
+    carry user data: only the digest is kept."""
+    key = request.idempotency_key
+    if not key:
+        return ""
+    fields = [[name, _plain(getattr(request, name))] for name in _BOUND_FIELDS]
+    fields.append(["site_key_applied", request.site_key or default_site_key])
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(key.encode())
+    digest.update(b"\0")
+    digest.update(canonical.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +176,14 @@ class _After(enum.Enum):
 
 @dataclass(slots=True)
 class _Flight:
-    """One token's assessment in this process; concurrent calls for the token wait on it."""
+    """One token's assessment in this process; concurrent calls for the token wait on it.
+    `allowed_given`: its first caller gave up waiting and was let through by an open failure
+    policy, so the claim must be settled whatever the flight ends in."""
 
     idem: str
     answer: asyncio.Future[Decision]
     task: asyncio.Task[None] | None = None
+    allowed_given: bool = False
 
 
 class Verifier:
@@ -180,8 +236,11 @@ class Verifier:
         action_policy = policy.for_action(request.expected_action)
         if not request.token:
             return decide_missing(action_policy, policy.version)
+        problem = shape_problem(request.token)
+        if problem is not None:  # cannot be a real token: no claim, no upstream call
+            return decide_impossible(action_policy, problem, policy.version)
         key = token_digest(request.token)
-        idem = idempotency_digest(request.idempotency_key)
+        idem = idempotency_digest(request, self._settings.default_site_key)
         wait = None if timeout is None else timeout - self._settings.deadline_margin
 
         flight = self._inflight.get(key)
@@ -209,9 +268,23 @@ class Verifier:
                 async with asyncio.timeout(wait):
                     answer = await asyncio.shield(flight.answer)
         except TimeoutError:
-            return decide_unchecked(
+            if not leading:
+                # A repeat is never let through by the failure policy, whatever it says.
+                if idem and idem == flight.idem:
+                    return decide_unchecked(
+                        action_policy,
+                        FailureKind.TRANSIENT,
+                        "deadline",
+                        policy.version,
+                        closed=True,
+                    )
+                return decide_duplicate(action_policy, None, policy.version)
+            unchecked = decide_unchecked(
                 action_policy, FailureKind.TRANSIENT, "deadline", policy.version
             )
+            if unchecked.allowed:
+                flight.allowed_given = True  # the claim must outlive whatever comes next
+            return unchecked
         if leading:
             return answer
         return self._repeat(action_policy, policy.version, idem, flight.idem, answer)
@@ -255,6 +328,8 @@ class Verifier:
                 flight.answer.set_exception(error)
                 return
             flight.answer.set_result(decision)
+            if after is _After.RELEASE and (decision.allowed or flight.allowed_given):
+                after = _After.SETTLE  # an allowed answer always settles: never twice
             if after is _After.SETTLE:
                 await self._remember(key, claim_id, ReplayEntry(flight.idem, decision))
             elif after is _After.RELEASE:
@@ -274,11 +349,10 @@ class Verifier:
         deadline: float,
     ) -> tuple[Decision, _After]:
         loop = asyncio.get_running_loop()
-        if deadline <= loop.time():
-            unchecked = decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
-            return unchecked, _After.NOTHING
         try:
-            # The store gets replay_timeout, but never more than the caller has left.
+            # The store gets replay_timeout, but never more than the caller has left. Even
+            # with no time left the claim is tried (the memory store answers at once): an
+            # answer a failure policy lets through must settle a claim.
             limit = min(self._settings.replay_timeout, deadline - loop.time())
             existing = await _bounded(
                 self._replay.claim(key, idem, claim_id, self._settings.replay_ttl), limit
@@ -335,7 +409,9 @@ class Verifier:
                 if found is not None:
                     existing = found
             if existing.decision is None:
-                pending = decide_unchecked(action_policy, FailureKind.TRANSIENT, "pending", version)
+                pending = decide_unchecked(
+                    action_policy, FailureKind.TRANSIENT, "pending", version, closed=True
+                )
                 return pending, _After.NOTHING
         if existing.decision is None:
             return decide_duplicate(action_policy, None, version), _After.NOTHING

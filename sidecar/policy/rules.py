@@ -239,12 +239,36 @@ def decide_duplicate(
     )
 
 
+def decide_impossible(policy: ActionPolicy, problem: str, version: str = "") -> Decision:
+    """A token that cannot be real (the shape filter, `sidecar.core.shape`): INVALID, answered
+    locally like an upstream MALFORMED, never sent upstream. `problem` says why."""
+    allowed, verdict = _failed(policy)
+    return Decision(
+        allowed=allowed,
+        verdict=verdict,
+        token_status=TokenStatus.INVALID,
+        recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
+        decided_by=f"token_shape:{problem}",
+        invalid_reason="MALFORMED",
+        threshold=policy.threshold,
+        policy_version=version,
+    )
+
+
 def decide_unchecked(
-    policy: ActionPolicy, kind: FailureKind, detail: str, version: str = ""
+    policy: ActionPolicy,
+    kind: FailureKind,
+    detail: str,
+    version: str = "",
+    *,
+    closed: bool = False,
 ) -> Decision:
     """No answer could be had. In enforce mode the failure policy for this kind of failure
-    decides; an open policy lets the request through as FAILED_AUDIT so it is still counted."""
-    if policy.mode is Mode.AUDIT or policy.failure_policy(kind) is FailurePolicy.OPEN:
+    decides; an open policy lets the request through as FAILED_AUDIT so it is still counted.
+    `closed` ignores the failure policy: a repeat of a token still in flight may never be let
+    through by it (only the first presentation may be)."""
+    opened = not closed and policy.failure_policy(kind) is FailurePolicy.OPEN
+    if policy.mode is Mode.AUDIT or opened:
         allowed, verdict = True, Verdict.FAILED_AUDIT
     else:
         allowed, verdict = False, Verdict.FAILED_ENFORCE

@@ -152,4 +152,11 @@ async def test_store_keys_are_digests_never_tokens(
             break
         await asyncio.sleep(0.02)
     assert entry is not None and entry.decision is not None
-    assert entry.idempotency_digest == hashlib.sha256(b"secret-order-id").hexdigest()
+    # The key is kept only as a digest, bound to the request it came with (issue 13 item 1).
+    from sidecar.core.model import AssessmentRequest
+    from sidecar.core.verify import idempotency_digest
+
+    sent = AssessmentRequest(token, expected_action="login", idempotency_key="secret-order-id")
+    assert entry.idempotency_digest == idempotency_digest(sent)
+    assert "secret-order-id" not in entry.idempotency_digest
+    assert entry.idempotency_digest != hashlib.sha256(b"secret-order-id").hexdigest()

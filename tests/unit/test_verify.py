@@ -69,7 +69,7 @@ def verifier(upstream: Upstream, observer: Observer) -> Verifier:
 async def test_each_answer_is_observed_once_with_its_front_door() -> None:
     upstream, observer = Upstream(VALID), Observer()
     assess = verifier(upstream, observer).assess
-    request = AssessmentRequest(token="t1", expected_action="login")
+    request = AssessmentRequest(token="03A" + "t1" * 20, expected_action="login")
     first = await assess(request, 5.0, call=FRONT)
     repeat = await assess(request, 5.0, call=OTHER)
     missing = await assess(dataclasses.replace(request, token=""), call=FRONT)
