@@ -18,6 +18,7 @@ SCHEMA = ROOT / "deploy/helm/recaptcha-sidecar/values.schema.json"
 # Settings the chart sets from other values (or, for api_key, refuses to put in a ConfigMap).
 CHART_MANAGED = {
     "health_listen": "probes.port",
+    "metrics_insecure": "metrics.insecure",
     "api_key": "credentials.apiKey.existingSecret (never in clear in a ConfigMap)",
     "api_key_file": "credentials.apiKey.existingSecret",
     "tls_cert_file": "listenerSecurity.tls.secretName",
@@ -114,6 +115,7 @@ def schema() -> dict[str, Any]:
                 ),
                 "rollOnConfigChange": BOOL,
                 "rollOnPolicyChange": BOOL,
+                "metrics": obj({"insecure": BOOL}),
                 "accountId": obj({"existingSecret": STRING, "key": STRING}),
                 "listenerSecurity": obj(
                     {

@@ -47,18 +47,47 @@ def listen_problem(
     tls: bool,
     token: bool,
     insecure_listen: bool,
+    client_ca: bool = False,
 ) -> str | None:
-    """Why these listeners may not start as configured, or None when they may."""
-    if tls or token or insecure_listen:
+    """Why these listeners may not start as configured, or None when they may.
+
+    An exposed listener must authenticate its callers: a bearer token, or TLS that requires a
+    client certificate (mTLS). TLS alone encrypts but serves any peer that can connect, so it
+    counts as unauthenticated: only `insecure_listen` accepts it."""
+    if token or (tls and client_ca) or insecure_listen:
         return None
     exposed = [a for a in listen if is_exposed(a, secure_loopback=secure_loopback)]
     if not exposed:
         return None
+    if tls:
+        return (
+            f"listen: {', '.join(exposed)} can be reached from outside the pod and TLS alone "
+            "authenticates nobody (any peer that connects is served): add tls_client_ca_file "
+            "(mTLS: callers need a certificate from that CA) or auth_token_file (bearer token), "
+            "or pass --insecure-listen to serve it unauthenticated on purpose"
+        )
     return (
         f"listen: {', '.join(exposed)} can be reached from outside the pod and is not secured: "
         "set tls_cert_file and tls_key_file (TLS, with tls_client_ca_file for mTLS) or "
         "auth_token_file (bearer token), listen on loopback or a Unix socket, "
         "or pass --insecure-listen to serve it in the clear on purpose"
+    )
+
+
+def metrics_problem(address: str, *, tls: bool, metrics_insecure: bool) -> str | None:
+    """Why the Prometheus endpoint may not start on `address`, or None. A loopback endpoint is
+    for the pod; any other one needs TLS, or `metrics_insecure` said on purpose (a Prometheus
+    that scrapes the pod IP over plain HTTP, as the chart sets up)."""
+    if not address or metrics_insecure or tls:
+        return None
+    host = host_of(address) if not address.startswith(":") else ""
+    if host and is_loopback(address):
+        return None
+    return (
+        f"metrics_listen: {address} can be reached from outside the pod: set tls_cert_file and "
+        "tls_key_file (the endpoint then serves HTTPS, with tls_client_ca_file requiring client "
+        "certificates), listen on loopback, or set metrics_insecure: true to serve plain HTTP "
+        "on purpose"
     )
 
 

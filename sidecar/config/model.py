@@ -307,7 +307,13 @@ class Settings(BaseSettings):
         "",
         description="`host:port` of the Prometheus scrape endpoint, e.g. `127.0.0.1:9464` "
         "(`:9464`: every interface); empty: none. Traces and OTLP metrics are configured "
-        "with the standard `OTEL_*` variables.",
+        "with the standard `OTEL_*` variables. Beyond loopback it serves HTTPS with "
+        "tls_cert_file / tls_key_file, or plain HTTP only with metrics_insecure.",
+    )
+    metrics_insecure: bool = Field(
+        False,
+        description="Allow a metrics_listen reachable from outside the pod over plain HTTP "
+        "(a Prometheus scraping the pod IP); independent of insecure_listen.",
     )
     telemetry_console: bool = Field(
         False, description="Also print spans and metrics on stdout (debugging)."
@@ -445,6 +451,14 @@ class Settings(BaseSettings):
             tls=self.tls_cert_file is not None,
             token=self.auth_token_file is not None,
             insecure_listen=self.insecure_listen,
+            client_ca=self.tls_client_ca_file is not None,
+        )
+        if problem:
+            raise ValueError(problem)
+        problem = addresses.metrics_problem(
+            self.metrics_listen,
+            tls=self.tls_cert_file is not None,
+            metrics_insecure=self.metrics_insecure,
         )
         if problem:
             raise ValueError(problem)

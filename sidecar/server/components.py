@@ -176,7 +176,8 @@ async def open_servers(
 
     stack.push_async_callback(stop_servers)
     addresses += bind_listeners(settings, local, make_server, servers)
-    health_address = bind_health(settings, health_servicer, servers)
+    # Unauthenticated probes see liveness and readiness only (issue 13 item 4).
+    health_address = bind_health(settings, health_servicer, servers, ("", *services))
     for server in servers:
         await server.start()
     return local, addresses, health_address

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sidecar.config import Settings
 from sidecar.config.addresses import is_exposed
@@ -144,14 +144,54 @@ def bind_listeners(
     return bound
 
 
+class ProbeHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """The Health service as unauthenticated probes see it: only the entries a probe needs
+    (`""`, liveness, and the services' readiness). Any other entry (`upstream`, which says
+    when the sidecar is failing open) is answered as unknown, so outsiders learn nothing."""
+
+    def __init__(self, inner: health.aio.HealthServicer, names: Sequence[str]) -> None:
+        self._inner = inner
+        self._names = frozenset(names)
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service not in self._names:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+        return await self._inner.Check(request, context)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        if request.service not in self._names:
+            # What the protocol answers for a service it does not know.
+            unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            await context.write(health_pb2.HealthCheckResponse(status=unknown))
+            return
+        await self._inner.Watch(request, context)
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthListResponse:
+        statuses = {}
+        for name in sorted(self._names):
+            answer = await self._inner.Check(health_pb2.HealthCheckRequest(service=name), context)
+            statuses[name] = answer
+        return health_pb2.HealthListResponse(statuses=statuses)
+
+
 def bind_health(
-    settings: Settings, servicer: health.aio.HealthServicer, servers: list[grpc.aio.Server]
+    settings: Settings,
+    servicer: health.aio.HealthServicer,
+    servers: list[grpc.aio.Server],
+    names: Sequence[str],
 ) -> str | None:
     """health_listen: a server with only the Health service, for kubelet's gRPC probes, which
-    speak neither TLS nor tokens. It shares the servicer, so it flips NOT_SERVING with the rest."""
+    speak neither TLS nor tokens, and only the entries `names` (see `ProbeHealth`). It shares
+    the servicer, so it flips NOT_SERVING with the rest."""
     if settings.health_listen is None:
         return None
     probe = grpc.aio.server(options=server_options())
     servers.append(probe)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    health_pb2_grpc.add_HealthServicer_to_server(ProbeHealth(servicer, names), probe)
     return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]

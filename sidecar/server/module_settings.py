@@ -8,8 +8,11 @@ window, the outbox's first back-off, …) keep their default where they are used
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sidecar.accountid.protection import AccountIdProtector, build_protector
 from sidecar.config import Settings
+from sidecar.config.addresses import is_loopback
 from sidecar.core.verify import VerifySettings
 from sidecar.outbox import FlushSettings
 from sidecar.telemetry.providers import TelemetryOptions
@@ -65,8 +68,23 @@ def flush_settings(settings: Settings) -> FlushSettings:
 
 def telemetry_options(settings: Settings) -> TelemetryOptions:
     return TelemetryOptions(
-        metrics_listen=settings.metrics_listen, console=settings.telemetry_console
+        metrics_listen=settings.metrics_listen,
+        console=settings.telemetry_console,
+        metrics_tls=metrics_tls(settings),
     )
+
+
+def metrics_tls(settings: Settings) -> tuple[Path, Path, Path | None] | None:
+    """HTTPS for a Prometheus endpoint beyond loopback, with the listeners' certificate;
+    plain HTTP on loopback or when `metrics_insecure` says so (`addresses.metrics_problem`
+    refuses every other case at load)."""
+    address = settings.metrics_listen
+    if not address or settings.metrics_insecure or settings.tls_cert_file is None:
+        return None
+    if not address.startswith(":") and is_loopback(address):
+        return None
+    assert settings.tls_key_file is not None  # the settings require both or neither
+    return settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
 
 
 def account_id_protector(settings: Settings) -> AccountIdProtector:

@@ -21,6 +21,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -69,6 +70,9 @@ class TelemetryOptions:
 
     metrics_listen: str  # host:port of the Prometheus scrape endpoint; empty: none
     console: bool  # also print spans and metrics on stdout (debugging)
+    # The endpoint serves HTTPS with these PEM files (certificate, key, and the CA client
+    # certificates must chain to, if any); None: plain HTTP. Read once, at start.
+    metrics_tls: tuple[Path, Path, Path | None] | None = None
 
 
 def exporter_names(signal: str, environ: Mapping[str, str], console: bool) -> list[str]:
@@ -165,6 +169,7 @@ class Telemetry:
         trace_names = [] if disabled else exporter_names("traces", environ, options.console)
         metric_names = [] if disabled else exporter_names("metrics", environ, options.console)
         metrics_listen = options.metrics_listen
+        self._metrics_tls = options.metrics_tls
         if not metrics_listen and "prometheus" in metric_names:
             host = environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
             metrics_listen = f"{host}:{environ.get('OTEL_EXPORTER_PROMETHEUS_PORT', '9464')}"
@@ -209,8 +214,14 @@ class Telemetry:
         host, port = split_host_port(address)
         registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+        tls: dict[str, Any] = {}
+        if self._metrics_tls is not None:
+            cert, key, client_ca = self._metrics_tls
+            tls = {"certfile": str(cert), "keyfile": str(key)}
+            if client_ca is not None:
+                tls |= {"client_cafile": str(client_ca), "client_auth_required": True}
         try:
-            self._http, _ = start_http_server(port, addr=host, registry=registry)
+            self._http, _ = start_http_server(port, addr=host, registry=registry, **tls)
         except OSError as error:
             reader.shutdown()
             raise TelemetryError(

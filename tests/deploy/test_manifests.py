@@ -274,6 +274,13 @@ def test_chart_wires_credentials_listener_security_and_redis(
     ("args", "message"),
     [
         (["--set", "service.enabled=true"], "service.enabled exposes the sidecar beyond the pod"),
+        (  # issue 13 item 3: TLS alone authenticates nobody
+            [
+                *("--set", "service.enabled=true"),
+                *("--set", "listenerSecurity.tls.secretName=recaptcha-sidecar-tls"),
+            ],
+            "TLS alone authenticates nobody",
+        ),
         (["--set", "config.project="], "config.project is required"),
         (["--set", "config.projekt=x"], "additional properties 'projekt' not allowed"),
         (["--set", "config.api_key=AIza"], "additional properties 'api_key' not allowed"),
@@ -434,3 +441,21 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
     assert copied == allowed
     for path in copied:
         assert (ROOT / path).exists(), path
+
+
+def test_chart_serves_metrics_on_the_pod_ip_for_prometheus(
+    tools: DeployTools, tmp_path: Path
+) -> None:
+    """Issue 13 item 4: the sidecar refuses a metrics endpoint beyond loopback without TLS or
+    metrics_insecure; the chart sets metrics_insecure (metrics.insecure) so Prometheus can
+    scrape the pod IP, and the sidecar accepts what it renders."""
+    objects = render(tools, "default-values.yaml", "--set", "config.metrics_listen=0.0.0.0:9464")
+    config = load_config(config_text(objects), tmp_path)
+    assert (config.metrics_listen, config.metrics_insecure) == ("0.0.0.0:9464", True)
+    strict = render(
+        tools,
+        "default-values.yaml",
+        *("--set", "config.metrics_listen=0.0.0.0:9464", "--set", "metrics.insecure=false"),
+    )
+    with pytest.raises(Exception, match=re.escape("metrics_listen: 0.0.0.0:9464 can be reached")):
+        load_config(config_text(strict), tmp_path)

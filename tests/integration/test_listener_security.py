@@ -8,6 +8,7 @@ anything is bound.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -126,6 +127,7 @@ async def test_tls_listener_serves_a_client_that_trusts_its_ca(
         tmp_path,
         tls_cert_file=server_pair.cert_file,
         tls_key_file=server_pair.key_file,
+        insecure_listen=True,  # TLS alone authenticates nobody: only on purpose
     )
     answer = await assess(tls_channel(channels, handle.tcp, ca))
     assert answer.allowed and answer.token_status == pb.TOKEN_STATUS_VALID
@@ -143,6 +145,7 @@ async def test_tls_listener_rejects_plaintext_and_untrusting_clients(
         tmp_path,
         tls_cert_file=server_pair.cert_file,
         tls_key_file=server_pair.key_file,
+        insecure_listen=True,  # TLS alone authenticates nobody: only on purpose
     )
     assert await assess_fails(plain_channel(channels, handle.tcp)) == grpc.StatusCode.UNAVAILABLE
     untrusting = tls_channel(channels, handle.tcp, rogue_ca)
@@ -163,6 +166,7 @@ async def test_tls_certificate_is_reloaded_when_its_files_change(
         tmp_path,
         tls_cert_file=server_pair.cert_file,
         tls_key_file=server_pair.key_file,
+        insecure_listen=True,  # TLS alone authenticates nobody: only on purpose
     )
     assert (await assess(tls_channel(channels, handle.tcp, ca))).allowed
     renewed_ca = authority("renewed", tmp_path)
@@ -329,6 +333,33 @@ async def test_health_listener_answers_probes_without_auth_and_serves_nothing_el
     assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+async def test_health_listener_tells_outsiders_nothing_beyond_liveness_and_readiness(
+    make_sidecar: SidecarFactory, tmp_path: Path, token_file: Path, channels: list[grpc.aio.Channel]
+) -> None:
+    """Issue 13 item 4: the unauthenticated probe listener answers the overall entry and the
+    service's readiness only; `upstream` (which says when the sidecar fails open) is as
+    unknown there as any made-up name, by Check, Watch and List alike."""
+    handle = await secured(
+        make_sidecar, tmp_path, auth_token_file=token_file, health_listen="127.0.0.1:0"
+    )
+    assert handle.sidecar.health_address is not None
+    health = health_pb2_grpc.HealthStub(plain_channel(channels, handle.sidecar.health_address))
+    for hidden in ("upstream", "no-such-entry"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await health.Check(health_pb2.HealthCheckRequest(service=hidden), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=hidden), timeout=5)
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        watch.cancel()
+    listed = await health.List(health_pb2.HealthListRequest(), timeout=5)
+    assert set(listed.statuses) == {"", "recaptcha.sidecar.v1.VerificationService"}
+    # The entry exists, and an authenticated caller on the service's own listener sees it.
+    inside = health_pb2_grpc.HealthStub(plain_channel(channels, handle.uds))
+    upstream = await inside.Check(health_pb2.HealthCheckRequest(service="upstream"), timeout=5)
+    assert upstream.status == health_pb2.HealthCheckResponse.SERVING
+
+
 # --- refusals -----------------------------------------------------------------------------
 
 
@@ -340,6 +371,97 @@ def test_exposed_listen_without_security_is_refused(address: str) -> None:
     assert f"listen: {address} can be reached from outside the pod" in message
     for remedy in ("tls_cert_file", "auth_token_file", "--insecure-listen"):
         assert remedy in message
+
+
+def test_tls_alone_authenticates_nobody_and_is_refused(
+    server_pair: KeyPair, ca: Authority, token_file: Path
+) -> None:
+    """Issue 13 item 3: a certificate encrypts but serves any peer; an exposed listener needs a
+    client CA (mTLS) or a bearer token, or `insecure_listen` said on purpose."""
+    tls = {"tls_cert_file": server_pair.cert_file, "tls_key_file": server_pair.key_file}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(emulator=True, listen=["0.0.0.0:0"], **tls)
+    message = str(caught.value)
+    assert "TLS alone authenticates nobody" in message
+    for remedy in ("tls_client_ca_file", "auth_token_file", "--insecure-listen"):
+        assert remedy in message
+    assert load_settings(
+        emulator=True, listen=["0.0.0.0:0"], tls_client_ca_file=ca.cert_file, **tls
+    )
+    assert load_settings(emulator=True, listen=["0.0.0.0:0"], auth_token_file=token_file, **tls)
+    assert load_settings(emulator=True, listen=["0.0.0.0:0"], insecure_listen=True, **tls)
+    # Loopback and Unix sockets stay the pod's own: a certificate there needs nothing more.
+    assert load_settings(emulator=True, listen=["127.0.0.1:0"], **tls)
+
+
+def test_the_command_line_refuses_tls_alone_with_one_line(server_pair: KeyPair) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "sidecar", "serve", "--emulator", "--listen", "0.0.0.0:0"),
+            *("--tls-cert-file", str(server_pair.cert_file)),
+            *("--tls-key-file", str(server_pair.key_file)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "TLS alone authenticates nobody" in done.stderr
+    assert "Traceback" not in done.stderr and "serving on" not in done.stdout
+
+
+@pytest.mark.parametrize("address", [":9464", "0.0.0.0:9464", "10.1.2.3:9464", "[::]:9464"])
+def test_an_exposed_metrics_endpoint_needs_tls_or_metrics_insecure(
+    address: str, server_pair: KeyPair, token_file: Path
+) -> None:
+    """Issue 13 item 4: independent of insecure_listen."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(emulator=True, metrics_listen=address, insecure_listen=True)
+    assert f"metrics_listen: {address} can be reached from outside the pod" in str(caught.value)
+    assert "metrics_insecure" in str(caught.value)
+    assert load_settings(emulator=True, metrics_listen=address, metrics_insecure=True)
+    tls = {"tls_cert_file": server_pair.cert_file, "tls_key_file": server_pair.key_file}
+    assert load_settings(emulator=True, metrics_listen=address, **tls)
+    assert load_settings(emulator=True, metrics_listen="127.0.0.1:9464")
+
+
+async def test_metrics_beyond_loopback_are_served_over_https_with_the_listeners_certificate(
+    make_sidecar: SidecarFactory, tmp_path: Path, ca: Authority
+) -> None:
+    """The scrape endpoint on every interface, with a certificate: HTTPS only (the test reaches
+    it on loopback), with client certificates required when tls_client_ca_file is set."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    pair = ca.issue("server", server=True)
+    client = ca.issue("prometheus", server=False)
+    handle = await make_sidecar(
+        metrics_listen="0.0.0.0:0",
+        tls_cert_file=pair.cert_file,
+        tls_key_file=pair.key_file,
+        tls_client_ca_file=ca.cert_file,
+    )
+    telemetry = handle.sidecar.telemetry
+    assert telemetry is not None and telemetry.metrics_address is not None
+    port = telemetry.metrics_address.rsplit(":", 1)[1]
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    context.check_hostname = False
+    context.load_cert_chain(client.cert_file, client.key_file)
+
+    def fetch(url: str, context: ssl.SSLContext | None) -> str:
+        with urllib.request.urlopen(url, context=context, timeout=5) as answer:
+            return str(answer.read().decode())
+
+    body = await asyncio.to_thread(fetch, f"https://127.0.0.1:{port}/metrics", context)
+    assert "target_info" in body or "# HELP" in body
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        await asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/metrics", None)
+    anonymous = ssl.create_default_context(cafile=str(ca.cert_file))
+    anonymous.check_hostname = False
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError, ssl.SSLError)):
+        await asyncio.to_thread(fetch, f"https://127.0.0.1:{port}/metrics", anonymous)
 
 
 def test_exposed_listen_is_allowed_when_secured_or_insecure_on_purpose(token_file: Path) -> None:
@@ -394,7 +516,11 @@ async def test_mismatched_certificate_and_key_refuse_to_start(
     other = ca.issue("other", server=True)
     with pytest.raises(ListenError, match="tls_cert_file/tls_key_file"):
         await secured(
-            make_sidecar, tmp_path, tls_cert_file=server_pair.cert_file, tls_key_file=other.key_file
+            make_sidecar,
+            tmp_path,
+            tls_cert_file=server_pair.cert_file,
+            tls_key_file=other.key_file,
+            tls_client_ca_file=ca.cert_file,
         )
 
 

@@ -156,7 +156,8 @@ def test_serve_refuses_a_taken_metrics_port() -> None:
 
 
 def test_metrics_listen_syntax_is_checked_with_the_key_named(tmp_path: Path) -> None:
-    assert load_settings(emulator=True, metrics_listen=":9464").metrics_listen == ":9464"
+    every_interface = load_settings(emulator=True, metrics_listen=":9464", metrics_insecure=True)
+    assert every_interface.metrics_listen == ":9464"
     assert load_settings(emulator=True, metrics_listen="[::1]:9464").metrics_listen
     with pytest.raises(ConfigError, match="metrics_listen"):
         load_settings(emulator=True, metrics_listen="9464")

@@ -42,9 +42,21 @@ def test_listen_problem_names_only_the_exposed_addresses() -> None:
         insecure_listen=False,
     )
     assert problem is not None and problem.startswith("listen: 0.0.0.0:2 can be reached")
-    for secured in ({"tls": True}, {"token": True}, {"insecure_listen": True}):
+    secured_ways: list[dict[str, bool]] = [
+        {"tls": True, "client_ca": True},
+        {"token": True},
+        {"tls": True, "token": True},
+        {"insecure_listen": True},
+        {"tls": True, "insecure_listen": True},
+    ]
+    for secured in secured_ways:
         flags = {"tls": False, "token": False, "insecure_listen": False, **secured}
         assert listen_problem(["0.0.0.0:2"], secure_loopback=False, **flags) is None
+    # TLS alone authenticates nobody (issue 13 item 3).
+    alone = listen_problem(
+        ["0.0.0.0:2"], secure_loopback=False, tls=True, token=False, insecure_listen=False
+    )
+    assert alone is not None and "TLS alone authenticates nobody" in alone
 
 
 @pytest.mark.parametrize(

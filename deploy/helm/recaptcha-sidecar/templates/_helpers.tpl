@@ -73,6 +73,7 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- $config := deepCopy .Values.config }}
 {{- $_ := set $config "listen" (include "recaptcha-sidecar.listen" . | fromJsonArray) }}
 {{- $_ = set $config "health_listen" (printf "0.0.0.0:%d" (int .Values.probes.port)) }}
+{{- $_ = set $config "metrics_insecure" .Values.metrics.insecure }}
 {{- if or .Values.redis.enabled .Values.replayStore.urlSecret.name }}
 {{- /* the sidecar gets it from RECAPTCHA_SIDECAR_REPLAY_STORE (a Secret) */}}
 {{- $_ = unset $config "replay_store" }}
@@ -116,13 +117,16 @@ checksum/policy: {{ toJson $policy | sha256sum }}
 {{- end }}
 
 {{/*
-Fail early on a listener the sidecar would refuse: an exposed address with neither TLS nor a
-token (the sidecar checks the same at start).
+Fail early on a listener the sidecar would refuse: an exposed address that authenticates
+nobody, i.e. neither mTLS nor a token (TLS alone encrypts but serves any peer; the sidecar
+checks the same at start).
 */}}
 {{- define "recaptcha-sidecar.validate" -}}
-{{- $secured := or .Values.listenerSecurity.tls.secretName .Values.listenerSecurity.token.secretName .Values.config.insecure_listen }}
+{{- $tls := .Values.listenerSecurity.tls }}
+{{- $mtls := and $tls.secretName $tls.clientAuth }}
+{{- $secured := or $mtls .Values.listenerSecurity.token.secretName .Values.config.insecure_listen }}
 {{- if and .Values.service.enabled (not $secured) }}
-{{- fail "service.enabled exposes the sidecar beyond the pod: set listenerSecurity.tls.secretName or listenerSecurity.token.secretName (or config.insecure_listen=true on purpose)" }}
+{{- fail "service.enabled exposes the sidecar beyond the pod and TLS alone authenticates nobody: set listenerSecurity.tls.secretName with listenerSecurity.tls.clientAuth=true (mTLS) or listenerSecurity.token.secretName (or config.insecure_listen=true on purpose)" }}
 {{- end }}
 {{- if and (not .Values.config.emulator) (not .Values.config.project) }}
 {{- fail "config.project is required (the Google Cloud project that owns the reCAPTCHA keys), unless config.emulator=true" }}
