@@ -1,9 +1,18 @@
-"""Input checks: a request the sidecar cannot read gets INVALID_ARGUMENT naming the field."""
+"""Input checks: a request the sidecar cannot read gets INVALID_ARGUMENT naming the field.
+
+Every repeated field has a count limit and every value a range, and a request as a whole has a
+byte bound (`MAX_REQUEST_BYTES`, the sum of its fields): with the admission limiter's bounds
+(`max_in_flight` + `max_queued` calls) that bounds the memory all requests in flight may hold,
+and it bounds what one Annotate can put into the outbox. The gRPC listeners refuse messages
+above `MAX_MESSAGE_BYTES` before decoding them (RESOURCE_EXHAUSTED).
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from collections.abc import Iterable
 
 from sidecar.core.errors import InvalidArgument
 from sidecar.core.model import AnnotationRequest, AssessmentRequest
@@ -13,6 +22,15 @@ MAX_ACTION_CHARS = 100
 MAX_IDEMPOTENCY_KEY_BYTES = 128
 MAX_FIELD_BYTES = 8_192
 MAX_HEADERS = 64
+MAX_USER_IDS = 16
+# Google's AnnotateAssessmentRequest.Reason has 14 values: more than this repeats one.
+MAX_ANNOTATION_REASONS = 16
+MAX_REQUEST_BYTES = 32 * 1024  # all of a request's fields together
+MAX_MESSAGE_BYTES = 64 * 1024  # the wire: gRPC refuses larger messages before decoding them
+# Timestamps a protobuf Timestamp (and Google) can hold: 1970 (no earlier event makes sense)
+# to the end of year 9999.
+MIN_EVENT_TIME = 0.0
+MAX_EVENT_TIME = 253_402_300_800.0
 
 # reCAPTCHA's rule for action names: letters, digits, slashes and underscores.
 _ACTION = re.compile(r"[A-Za-z0-9/_]*")
@@ -25,6 +43,14 @@ def _max_bytes(field: str, value: str, limit: int) -> None:
     # character count alone cannot settle it.
     if len(value) > limit or (len(value) * 4 > limit and len(value.encode()) > limit):
         raise InvalidArgument(field, f"longer than {limit} bytes")
+
+
+def _total_bytes(values: Iterable[str], limit: int) -> None:
+    """The request-wide bound; like `_max_bytes`, encodes only when characters cannot tell."""
+    texts = list(values)
+    chars = sum(len(text) for text in texts)
+    if chars > limit or (chars * 4 > limit and sum(len(t.encode()) for t in texts) > limit):
+        raise InvalidArgument("request", f"its fields hold more than {limit} bytes in all")
 
 
 def validate_action(field: str, action: str) -> None:
@@ -49,6 +75,8 @@ def validate_assessment(request: AssessmentRequest) -> None:
     _max_bytes("idempotency_key", request.idempotency_key, MAX_IDEMPOTENCY_KEY_BYTES)
     for name in ("user_agent", "ja3", "ja4", "requested_uri", "account_id"):
         _max_bytes(name, getattr(request, name), MAX_FIELD_BYTES)
+    if len(request.user_ids) > MAX_USER_IDS:
+        raise InvalidArgument("user_ids", f"more than {MAX_USER_IDS} entries")
     for index, user_id in enumerate(request.user_ids):
         if not user_id.value:
             raise InvalidArgument(
@@ -59,6 +87,23 @@ def validate_assessment(request: AssessmentRequest) -> None:
         raise InvalidArgument("headers", f"more than {MAX_HEADERS} entries")
     for index, header in enumerate(request.headers):
         _max_bytes(f"headers[{index}]", header, MAX_FIELD_BYTES)
+    _total_bytes(
+        (
+            request.token,
+            request.expected_action,
+            request.site_key,
+            request.user_ip_address,
+            request.user_agent,
+            request.ja3,
+            request.ja4,
+            request.requested_uri,
+            request.account_id,
+            request.idempotency_key,
+            *(user_id.value for user_id in request.user_ids),
+            *request.headers,
+        ),
+        MAX_REQUEST_BYTES,
+    )
 
 
 def validate_annotation(request: AnnotationRequest) -> None:
@@ -70,5 +115,16 @@ def validate_annotation(request: AnnotationRequest) -> None:
             "assessment_name", "must be 'projects/PROJECT/assessments/ID' as Assess returned it"
         )
     _max_bytes("account_id", request.account_id, MAX_FIELD_BYTES)
-    if request.transaction_event is not None:
-        _max_bytes("transaction_event.reason", request.transaction_event.reason, MAX_FIELD_BYTES)
+    if len(request.reasons) > MAX_ANNOTATION_REASONS:
+        raise InvalidArgument("reasons", f"more than {MAX_ANNOTATION_REASONS} entries")
+    event = request.transaction_event
+    if event is not None:
+        _max_bytes("transaction_event.reason", event.reason, MAX_FIELD_BYTES)
+        if not math.isfinite(event.value) or event.value < 0:
+            raise InvalidArgument("transaction_event.value", "must be a finite amount, 0 or more")
+        if event.event_time is not None and not (
+            MIN_EVENT_TIME <= event.event_time < MAX_EVENT_TIME
+        ):
+            raise InvalidArgument(
+                "transaction_event.event_time", "must lie between 1970 and the end of year 9999"
+            )

@@ -22,6 +22,7 @@ from sidecar.core.limits import AdmissionLimiter
 from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
 from sidecar.outbox import Flusher, Outbox, OutboxSink
 from sidecar.replay.health import check_store, watch_store
+from sidecar.server.decoding import DecodeGuard
 from sidecar.server.drain import DrainGate
 from sidecar.server.health import REPLAY_STORE, UPSTREAM, HealthAggregator, watch_upstream
 from sidecar.server.listeners import bind_health, bind_listeners, server_options, socket_path
@@ -150,10 +151,14 @@ async def open_servers(
     # Telemetry outermost, so that calls refused while draining or unauthenticated are still
     # logged and counted.
     front: list[grpc.aio.ServerInterceptor] = [*telemetry.interceptors(), gate]
+    # Innermost, after the token check (`extra`): undecodable requests become INVALID_ARGUMENT
+    # calls, and an unauthenticated caller's bytes are never decoded.
+    decoder = DecodeGuard()
     reflected = (*services, health.SERVICE_NAME, reflection.SERVICE_NAME)
 
     def make_server(extra: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
-        server = grpc.aio.server(options=server_options(), interceptors=[*front, *extra])
+        interceptors = [*front, *extra, decoder]
+        server = grpc.aio.server(options=server_options(), interceptors=interceptors)
         for door in front_doors:
             door.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -20,6 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sidecar.config import Settings
 from sidecar.config.addresses import is_exposed
+from sidecar.core.validation import MAX_MESSAGE_BYTES
+from sidecar.server.decoding import DecodeGuard
 from sidecar.server.security import SecurityError, apply_socket_mode, listener_security
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,9 @@ def server_options() -> list[tuple[str, int]]:
     a larger pending-call bound, so that overload is answered by the admission limiter."""
     return [
         ("grpc.so_reuseport", 0),
-        ("grpc.max_receive_message_length", 1024 * 1024),
+        # Beyond the request bound of the validation, so a slightly large request still gets
+        # an INVALID_ARGUMENT that names the problem; far beyond it is refused undecoded.
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         # gRPC core cancels calls (CANCELLED) beyond 1,000 not yet handed to the application;
@@ -191,7 +195,7 @@ def bind_health(
     the servicer, so it flips NOT_SERVING with the rest."""
     if settings.health_listen is None:
         return None
-    probe = grpc.aio.server(options=server_options())
+    probe = grpc.aio.server(options=server_options(), interceptors=[DecodeGuard()])
     servers.append(probe)
     health_pb2_grpc.add_HealthServicer_to_server(ProbeHealth(servicer, names), probe)
     return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]

@@ -109,10 +109,16 @@ async def _deny_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS)
 
 
+def _unread(data: bytes) -> None:
+    """An unauthenticated caller's bytes are never parsed."""
+    return None
+
+
 def _denying(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as `handler` that answers UNAUTHENTICATED."""
+    """A handler of the same shape as `handler` that answers UNAUTHENTICATED without decoding
+    the request (authentication comes before decoding: junk from a stranger costs no parse)."""
     codecs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _unread,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
