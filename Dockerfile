@@ -2,8 +2,9 @@
 #   docker build -t recaptcha-sidecar:0.1.0 .
 #   docker run --rm --read-only recaptcha-sidecar:0.1.0 serve --emulator --listen 127.0.0.1:50051
 # Build stage: a virtual environment from requirements.lock (wheels only, hashes checked) plus
-# the project's own wheels, made by scripts/image-install.sh, the same script the test suite
-# runs (tests/deploy/test_image_install.py). Runtime stage: that environment and nothing else:
+# the sidecar's own wheel (with the generated Python stubs inside), made by
+# scripts/image-install.sh, the same script the test suite runs
+# (tests/deploy/test_image_install.py). Runtime stage: that environment and nothing else:
 # no compilers, no pip in the environment, a numeric non-root user, state only under volumes,
 # so it runs with a read-only root file system.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -13,9 +14,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY requirements.lock pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md VERSION ./
 COPY scripts/image-install.sh scripts/
-COPY clients/python clients/python
+COPY clients/python/src clients/python/src
 COPY sidecar sidecar
 RUN bash scripts/image-install.sh /opt/recaptcha-sidecar /src \
  && /opt/recaptcha-sidecar/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/recaptcha-sidecar/lib

@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench image image-test clean
+.PHONY: run test lint typecheck generate check-generated clients test-clients lock bench image image-test dist clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml VERSION
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ./clients/python -e '.[dev]'
@@ -46,13 +46,19 @@ test-clients: $(STAMP)
 
 ## Build the container image from the Dockerfile: docker or podman when an engine answers and a
 ## registry is reachable, else buildah on a Debian base made here once (docs/deployment.md).
-IMAGE ?= localhost/recaptcha-sidecar:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= localhost/recaptcha-sidecar:$(shell cat VERSION)
 image:
 	$(PY) scripts/image.py build --tag $(IMAGE)
 
 ## Build a throwaway image and start it as the chart does: the smoke checks of tests/deploy/test_image.py.
 image-test: $(STAMP)
 	$(BIN)/python scripts/image.py with-image -- $(BIN)/pytest -q -p no:cacheprovider -m image tests/deploy/test_image.py
+
+## Every artifact of VERSION into dist/: the sidecar's and the Python stubs' wheel + sdist, the
+## npm tarball, the Java jar + sources jar + pom (as a Maven repository), the Go module zip (as
+## a GOPROXY directory). Nothing is published; docs/clients.md shows how to consume each.
+dist: $(STAMP)
+	bash scripts/dist.sh dist
 
 ## Re-resolve the image's locked dependencies (requirements.lock) from pyproject.toml.
 lock: $(STAMP)
@@ -68,4 +74,4 @@ $(VENV)/.bench-installed: $(STAMP)
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist

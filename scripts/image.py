@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +170,8 @@ def default_base(dockerfile: Path = DOCKERFILE) -> DefaultBase:
 
 
 def version() -> str:
-    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+    """The project's one version (VERSION; scripts/version.py keeps the manifests equal)."""
+    return (ROOT / "VERSION").read_text().strip()
 
 
 def default_tag() -> str:

@@ -1,3 +1,8 @@
 """recaptcha-sidecar: verify reCAPTCHA Enterprise tokens for apps in any language over gRPC."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:  # the installed distribution's version, which the build took from VERSION
+    __version__ = metadata.version("recaptcha-sidecar")
+except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"

@@ -1,6 +1,6 @@
 """The image's install, without Docker: scripts/image-install.sh (the Dockerfile's build stage
 runs the same script) into a fresh virtual environment, from requirements.lock and the project
-wheels; then the installed command starts on the emulator and answers health and Assess.
+wheel; then the installed command starts on the emulator and answers health and Assess.
 
 What this cannot prove without a container engine: the base image, the COPY of the
 environment into the runtime stage, the numeric user and the read-only root file system."""
@@ -23,7 +23,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.emulator import mint_token
 from tests.support.processes import ROOT, Process
 
-# Installing ~30 wheels and building two (from the pip cache when warm) on a shared machine.
+# Installing ~30 wheels and building one (from the pip cache when warm) on a shared machine.
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -112,7 +112,7 @@ def test_environment_holds_only_the_lock_and_the_project(image_env: Path) -> Non
         for line in (ROOT / "requirements.lock").read_text().splitlines()
         if "==" in line and not line.startswith((" ", "#"))
     }
-    assert installed - locked == {"recaptcha-sidecar", "recaptcha-sidecar-proto"}
+    assert installed - locked == {"recaptcha-sidecar"}, "one project wheel, stubs inside"
 
 
 def test_installed_sidecar_serves_health_and_assess(started: Process) -> None:

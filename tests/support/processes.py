@@ -27,12 +27,13 @@ class Process:
         ready: str,
         env: dict[str, str] | None = None,
         timeout: float = 30.0,
+        cwd: Path = ROOT,
     ) -> None:
         self.args = list(args)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
             self.args,
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -21,8 +21,12 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", flags=re.DOTALL | re.MULTILINE)
 
 
+SKIPPED = {".git", ".venv", ".tools", "node_modules", "target", "dist", ".pytest_cache"}
+
+
 def _documents() -> list[Path]:
-    return [README, *sorted(DOCS.glob("*.md"))]
+    """Every Markdown file of the project (not of what the toolchains install)."""
+    return sorted(p for p in ROOT.rglob("*.md") if not SKIPPED & set(p.relative_to(ROOT).parts))
 
 
 def _anchors(path: Path) -> set[str]:
