@@ -18,8 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -52,6 +53,29 @@ def run(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeou
         f"--- stderr\n{done.stderr[-4000:]}\n--- stdout\n{done.stdout[-2000:]}"
     )
     return done
+
+
+def run_example(
+    argv: Callable[[str], list[Any]], *, cwd: Path, env: dict[str, str] | None = None
+) -> str:
+    """An example's output for a fresh token. The examples give their call a 2 s deadline, which
+    a cold JVM or Go binary on a loaded 2-core machine can miss: such a miss, and only that, is
+    tried again (with a new token, as a user would), at most three times in all."""
+    for attempt in range(3):
+        done = subprocess.run(
+            [str(a) for a in argv(mint_token(score=0.9, action="login"))],
+            cwd=cwd,
+            env=env if env is not None else user_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode == 0 or "DEADLINE_EXCEEDED" not in done.stderr.upper() or attempt == 2:
+            break
+    assert done.returncode == 0, f"example exited {done.returncode}:\n{done.stderr[-4000:]}"
+    return done.stdout
 
 
 def user_env(**extra: str) -> dict[str, str]:
@@ -244,8 +268,7 @@ def test_python_stubs_run_the_example(artifact: str, dist: Path, work: Path, sid
     bin_dir = fresh_venv(where / "venv")
     pip(bin_dir, "install", one(dist, artifact), cwd=where)
     shutil.copy(ROOT / "clients/python/examples/assess.py", where / "assess.py")
-    token = mint_token(score=0.9, action="login")
-    out = run([bin_dir / "python", "assess.py", sidecar, token, "login"], cwd=where).stdout
+    out = run_example(lambda token: [bin_dir / "python", "assess.py", sidecar, token], cwd=where)
     assert "allowed=True verdict=VERDICT_PASSED token_status=TOKEN_STATUS_VALID" in out, out
 
 
@@ -290,8 +313,8 @@ def test_npm_tarball_runs_the_example(dist: Path, work: Path, sidecar: str) -> N
         )
     )
     run([where / "node_modules/.bin/tsc", "-p", "tsconfig.json"], cwd=where)
-    token = mint_token(score=0.9, action="login")
-    out = run([need("node"), "out/assess.js", sidecar, token, "login"], cwd=where).stdout
+    node = need("node")
+    out = run_example(lambda token: [node, "out/assess.js", sidecar, token], cwd=where)
     assert "allowed=true verdict=VERDICT_PASSED tokenStatus=TOKEN_STATUS_VALID" in out, out
 
 
@@ -313,8 +336,8 @@ def test_go_module_zip_runs_the_example(dist: Path, work: Path, sidecar: str) ->
     shutil.copy(ROOT / "clients/go/example/main.go", where / "main.go")
     run([go, "get", f"{GO_MODULE}@v{VERSION}"], cwd=where, env=env)
     run([go, "mod", "tidy"], cwd=where, env=env)
-    token = mint_token(score=0.9, action="login")
-    out = run([go, "run", ".", "-target", sidecar, "-token", token], cwd=where, env=env).stdout
+    run([go, "build", "-o", "assess", "."], cwd=where, env=env)
+    out = run_example(lambda token: ["./assess", "-target", sidecar, "-token", token], cwd=where)
     assert "allowed=true verdict=VERDICT_PASSED token_status=TOKEN_STATUS_VALID" in out, out
 
 
@@ -346,11 +369,8 @@ def test_maven_jar_runs_the_example(dist: Path, work: Path, sidecar: str) -> Non
     run([*common, "compile", "dependency:build-classpath", "-Dmdep.outputFile=cp.txt"], cwd=where)
     classpath = f"{where / 'target/classes'}:{(where / 'cp.txt').read_text().strip()}"
     assert f"recaptcha-sidecar-client-{VERSION}.jar" in classpath
-    token = mint_token(score=0.9, action="login")
-    out = run(
-        [java, "-cp", classpath, "dev.recaptchasidecar.example.AssessExample", sidecar, token],
-        cwd=where,
-    ).stdout
+    example = "dev.recaptchasidecar.example.AssessExample"
+    out = run_example(lambda token: [java, "-cp", classpath, example, sidecar, token], cwd=where)
     assert "allowed=true verdict=VERDICT_PASSED token_status=TOKEN_STATUS_VALID" in out, out
 
 
