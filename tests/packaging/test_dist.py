@@ -59,9 +59,10 @@ def run_example(
     argv: Callable[[str], list[Any]], *, cwd: Path, env: dict[str, str] | None = None
 ) -> str:
     """An example's output for a fresh token. The examples give their call a 2 s deadline, which
-    a cold JVM or Go binary on a loaded 2-core machine can miss: such a miss, and only that, is
-    tried again (with a new token, as a user would), at most three times in all."""
-    for attempt in range(3):
+    a cold JVM on a loaded 2-core machine can miss while it connects: such a miss, and only that,
+    is tried again (with a new token, as a user would), at most five times in all."""
+    attempts = 5
+    for attempt in range(attempts):
         done = subprocess.run(
             [str(a) for a in argv(mint_token(score=0.9, action="login"))],
             cwd=cwd,
@@ -72,7 +73,8 @@ def run_example(
             timeout=600,
             check=False,
         )
-        if done.returncode == 0 or "DEADLINE_EXCEEDED" not in done.stderr.upper() or attempt == 2:
+        missed = "DEADLINE_EXCEEDED" in done.stderr.upper()
+        if done.returncode == 0 or not missed or attempt == attempts - 1:
             break
     assert done.returncode == 0, f"example exited {done.returncode}:\n{done.stderr[-4000:]}"
     return done.stdout
@@ -370,7 +372,10 @@ def test_maven_jar_runs_the_example(dist: Path, work: Path, sidecar: str) -> Non
     classpath = f"{where / 'target/classes'}:{(where / 'cp.txt').read_text().strip()}"
     assert f"recaptcha-sidecar-client-{VERSION}.jar" in classpath
     example = "dev.recaptchasidecar.example.AssessExample"
-    out = run_example(lambda token: [java, "-cp", classpath, example, sidecar, token], cwd=where)
+    # C1 only: a JVM that starts faster, so the first call's connect fits its deadline sooner.
+    env = user_env(JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1")
+    argv = [java, "-cp", classpath, example, sidecar]
+    out = run_example(lambda token: [*argv, token], cwd=where, env=env)
     assert "allowed=true verdict=VERDICT_PASSED token_status=TOKEN_STATUS_VALID" in out, out
 
 
