@@ -7,17 +7,37 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck generate check-generated clients test-clients lock bench image image-test dist clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml VERSION
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ./clients/python -e '.[dev]'
-	touch $(STAMP)
+RUN_STAMP := $(VENV)/.run-installed
+# Recipes that call go, node/npm, java/mvn: scripts/toolchains.sh installs what is missing.
+TOOLCHAINS = eval "$$(bash scripts/toolchains.sh)" &&
+
+# uv installs (a third of pip's time before `make run` prints its first line); its version
+# range is the dev extra's, read from pyproject.toml so that it is written once.
+UV := $(BIN)/uv
+UV_SPEC = $(shell sed -n 's/^  "\(uv[<>=].*\)",$$/\1/p' pyproject.toml)
+UV_INSTALL = $(UV) pip install --quiet --python $(BIN)/python
+
+$(BIN)/python:
+	@$(PY) -m venv $(VENV) || { echo "'$(PY) -m venv' failed: install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
+
+$(UV): | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check '$(UV_SPEC)'
+
+# What running needs: the sidecar and its runtime dependencies, none of the dev tools.
+$(RUN_STAMP): pyproject.toml VERSION | $(UV)
+	$(UV_INSTALL) -e .
+	touch $@
+
+# What developing needs: the dev tools and the Python client package as well.
+$(STAMP): pyproject.toml clients/python/pyproject.toml VERSION | $(UV)
+	$(UV_INSTALL) -e ./clients/python -e '.[dev]'
+	touch $(STAMP) $(RUN_STAMP)
 
 ## Run the sidecar on its embedded emulator (127.0.0.1:50051 and a Unix socket).
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/recaptcha-sidecar serve --emulator --listen 127.0.0.1:50051 --listen unix:///tmp/recaptcha-sidecar.sock $(ARGS)
 
-## Run every test, after installing what the tests need (redis-server).
+## Run every test, after installing what the tests need (redis-server, the client toolchains).
 test: $(STAMP)
 	bash scripts/test.sh
 
@@ -30,19 +50,19 @@ typecheck: $(STAMP)
 
 ## Regenerate every generated file from proto/.
 generate: $(STAMP)
-	bash scripts/generate.sh
+	$(TOOLCHAINS) bash scripts/generate.sh
 
 ## Fail when a committed generated file is not what `make generate` produces (new files too).
 check-generated: generate
 	@if [ -n "$$(git status --porcelain -- clients/ proto/ sidecar/third_party/)" ]; then git status --short -- clients/ proto/ sidecar/third_party/; echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; fi
 
 ## Client toolchain dependencies and builds (npm, Go modules, Maven); buf lint, format, breaking.
-clients:
-	bash scripts/ci-clients.sh
+clients: $(STAMP)
+	$(TOOLCHAINS) bash scripts/ci-clients.sh
 
 ## Each language's client against a real sidecar on the emulator.
 test-clients: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider tests/clients
+	$(TOOLCHAINS) $(BIN)/pytest -q -p no:cacheprovider tests/clients
 
 ## Build the container image from the Dockerfile: docker or podman when an engine answers and a
 ## registry is reachable, else buildah on a Debian base made here once (docs/deployment.md).
@@ -58,7 +78,7 @@ image-test: $(STAMP)
 ## npm tarball, the Java jar + sources jar + pom (as a Maven repository), the Go module zip (as
 ## a GOPROXY directory). Nothing is published; docs/clients.md shows how to consume each.
 dist: $(STAMP)
-	bash scripts/dist.sh dist
+	$(TOOLCHAINS) bash scripts/dist.sh dist
 
 ## Re-resolve the image's locked dependencies (requirements.lock) from pyproject.toml.
 lock: $(STAMP)
@@ -67,10 +87,10 @@ lock: $(STAMP)
 ## Benchmark the sidecar against its baselines (ghz is installed into .tools/bin on first use);
 ## writes bench/results/latest.{json,md,png}. ARGS are passed on, e.g. ARGS="--only assess-miss".
 bench: $(VENV)/.bench-installed
-	$(BIN)/python -m bench.run $(ARGS)
+	$(TOOLCHAINS) $(BIN)/python -m bench.run $(ARGS)
 
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/pip install -q -e '.[bench]'
+	$(UV_INSTALL) -e '.[bench]'
 	touch $@
 
 clean:

@@ -13,6 +13,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
+# The client toolchains (go, node + npm, java + mvn), installed where missing or too old.
+eval "$(bash scripts/toolchains.sh)"
 # Toolchain dependencies of the language clients (Go modules, npm, Maven), when present.
 if [ -f scripts/ci-clients.sh ]; then
   bash scripts/ci-clients.sh
