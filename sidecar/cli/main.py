@@ -87,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str, fmt: LogFormat = "text", access_log: bool = True) -> None:
-    configure_logging(level, fmt, access_log=access_log)
+def _configure_logging(
+    level: str, fmt: LogFormat = "text", access_log: bool = True, library_level: str = "WARNING"
+) -> None:
+    configure_logging(level, fmt, access_log=access_log, library_level=library_level)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -99,7 +101,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"recaptcha-sidecar: {error}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level, settings.log_format, settings.access_log)
+    _configure_logging(
+        settings.log_level, settings.log_format, settings.access_log, settings.library_log_level
+    )
     try:
         return asyncio.run(run(settings))
     except StartupError as error:  # every startup failure, as one line

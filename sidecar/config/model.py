@@ -261,6 +261,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest log level written."
     )
+    library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description="Lowest log level written for other libraries' loggers (grpc, asyncio, "
+        "redis, OpenTelemetry): their noise stays out of a DEBUG log unless asked for here.",
+    )
     health_listen: str | None = Field(
         None,
         description="Extra address serving only `grpc.health.v1.Health`, in the clear and "
@@ -477,11 +482,9 @@ class _ConfigFileSource(YamlConfigSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
-        for key in self._FORBIDDEN:
+        for key, instead in refused_in_file().items():
             if key in data:
-                raise ValueError(
-                    f"{key}: not read from the config file; use {key}_file or {ACCOUNT_ID_KEY_ENV}"
-                )
+                raise ValueError(f"{key}: not read from the config file; {instead}")
         return data
 
 
@@ -499,6 +502,11 @@ def shown_default(info: FieldInfo) -> str:
     if default == "":
         return '""'
     return str(default)
+
+
+def refused_in_file() -> dict[str, str]:
+    """The settings a config file may not hold, each with where it goes instead."""
+    return {key: f"use {key}_file or {ACCOUNT_ID_KEY_ENV}" for key in _ConfigFileSource._FORBIDDEN}
 
 
 def reference(model: type[BaseSettings] = Settings) -> list[tuple[str, str, str, str]]:

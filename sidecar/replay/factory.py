@@ -38,5 +38,5 @@ def open_replay_store(
         )
     raise ValueError(
         f"replay_store: unsupported scheme {scheme!r} (use memory://, redis://, rediss://, "
-        "redis+cluster://, redis+sentinel://)"
+        "unix:///path/redis.sock, redis+cluster://, redis+sentinel://)"
     )

@@ -64,6 +64,28 @@ def _clear_stale_socket(address: str) -> None:
     raise ListenError(f"cannot listen on {address}: another process is serving there")
 
 
+def _refuse_taken_port(address: str) -> None:
+    """Fail with the OS's reason when a TCP port is already taken, before gRPC tries: gRPC's C
+    core would print its own `add_port.cc` error line first, and say less. (Another process
+    may still take the port in between; then gRPC's failure is reported as before.)"""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        resolved = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return  # unresolvable: gRPC says so
+    for family, kind, proto, _, sockaddr in resolved:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC binds: SO_REUSEADDR, so only a listening socket counts as taken.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise ListenError(f"cannot listen on {address}: {error.strerror}") from None
+
+
 def bind(
     server: grpc.aio.Server,
     addresses: list[str],
@@ -75,6 +97,8 @@ def bind(
     for address in addresses:
         if address.startswith("unix:"):
             _clear_stale_socket(address)
+        else:
+            _refuse_taken_port(address)
         try:
             if credentials is not None:
                 port = server.add_secure_port(address, credentials)

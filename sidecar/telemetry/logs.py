@@ -98,10 +98,22 @@ class AccessLog:
         logger.handle(record)
 
 
-def configure_logging(level: str, fmt: LogFormat = "json", *, access_log: bool = True) -> None:
-    """Route every logger to stderr in the chosen format, at `level` and above. The access
-    logger writes at INFO: `access_log=False` (or a level above INFO) turns it off."""
+OWN_LOGGER = "sidecar"  # every logger of ours is below it
+
+
+def configure_logging(
+    level: str,
+    fmt: LogFormat = "json",
+    *,
+    access_log: bool = True,
+    library_level: str = "WARNING",
+) -> None:
+    """Route every logger to stderr in the chosen format: ours at `level` and above, other
+    libraries' (grpc's `Loaded running loop`, asyncio, redis, OpenTelemetry) at `library_level`
+    and above, so that DEBUG shows the sidecar's own lines unless their noise is asked for too.
+    The access logger writes at INFO: `access_log=False` (or a level above INFO) turns it off."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=library_level, handlers=[handler], force=True)
+    logging.getLogger(OWN_LOGGER).setLevel(level)
     logging.getLogger(ACCESS_LOGGER).disabled = not access_log

@@ -77,7 +77,10 @@ npm --version
 java -version 2>&1 | head -n1
 mvn -v | head -n1
 (cd clients/go && go build ./...)
-(cd clients/node && npm run --silent build)
+cd clients/node
+[ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+cd ../..
 mvn -B -q -o --no-transfer-progress -f clients/java/pom.xml compile
 echo built
 """
