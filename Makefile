@@ -33,9 +33,11 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml VERSION | $(UV)
 	$(UV_INSTALL) -e ./clients/python -e '.[dev]'
 	touch $(STAMP) $(RUN_STAMP)
 
-## Run the sidecar on its embedded emulator (127.0.0.1:50051 and a Unix socket).
+## Run the sidecar on its embedded emulator (127.0.0.1:50051 and a Unix socket). With
+## ARGS="--config FILE" the file alone decides (its listen, emulator, ...); flags in ARGS still win.
+RUN_DEFAULTS = --emulator --listen 127.0.0.1:50051 --listen unix:///tmp/recaptcha-sidecar.sock
 run: $(RUN_STAMP)
-	$(BIN)/recaptcha-sidecar serve --emulator --listen 127.0.0.1:50051 --listen unix:///tmp/recaptcha-sidecar.sock $(ARGS)
+	$(BIN)/recaptcha-sidecar serve $(if $(findstring --config,$(ARGS)),,$(RUN_DEFAULTS)) $(ARGS)
 
 ## Run every test, after installing what the tests need (redis-server, the client toolchains).
 test: $(STAMP)

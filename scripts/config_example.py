@@ -37,7 +37,8 @@ HEADER = """\
 #   recaptcha-sidecar serve --config sidecar.yaml
 #   recaptcha-sidecar policy check --config sidecar.yaml
 # Precedence: this file, then RECAPTCHA_SIDECAR_<KEY> environment variables, then flags.
-# As it stands it needs --emulator (`make run ARGS="--config deploy/config/sidecar.example.yaml"`);
+# As it stands it needs --emulator:
+#   make run ARGS="--config deploy/config/sidecar.example.yaml --emulator"
 # against Google, set project (and credentials: docs/deployment.md).
 # The reference: docs/configuration.md; the policy: docs/policy.md.
 """

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sidecar import __version__
 from sidecar.config import ConfigError, load_settings, reference
 from sidecar.config.flags import add_setting_flags, setting_values
 from sidecar.telemetry.logs import LogFormat, configure_logging
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="recaptcha-sidecar",
         description="Verify reCAPTCHA Enterprise tokens for apps in any language, over gRPC.",
     )
+    parser.add_argument("--version", action="version", version=f"recaptcha-sidecar {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _emulator_parser(commands)

@@ -84,3 +84,15 @@ def test_replay_store_url_error_names_every_scheme(url: str) -> None:
     message = str(caught.value)
     for scheme in ("memory://", "redis://", "rediss://", "unix://"):
         assert scheme in message, message
+
+
+def test_version_is_the_one_in_VERSION() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.strip() == f"recaptcha-sidecar {(ROOT / 'VERSION').read_text().strip()}"
