@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar import __version__
+from sidecar.cli import client
 from sidecar.config import ConfigError, load_settings, reference
 from sidecar.config.flags import add_setting_flags, setting_values
 from sidecar.telemetry.logs import LogFormat, configure_logging
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("config", help="print the settings reference (Markdown)")
     _policy_parser(commands)
     _account_id_parser(commands)
+    client.add_parsers(commands)
     return parser
 
 
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emulator(args)
     if args.command == "mint-token":
         return _mint(args)
+    if args.command in ("assess", "annotate"):
+        return client.run(args)
     if args.command == "policy":
         from sidecar.policy import tools as policy_tools
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,58 @@ def test_version_is_the_one_in_VERSION() -> None:
         check=True,
     )
     assert done.stdout.strip() == f"recaptcha-sidecar {(ROOT / 'VERSION').read_text().strip()}"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_built_in_client_json_and_its_errors(tmp_path: Path) -> None:
+    import json
+
+    from sidecar.emulator import mint_token
+    from tests.support.processes import sidecar_process
+
+    socket_path = tmp_path / "s.sock"
+    sidecar = sidecar_process("--emulator", "--listen", f"unix://{socket_path}")
+    try:
+        target = f"unix://{socket_path}"
+        token = mint_token(score=0.9, action="login")
+        first = _cli("assess", "--target", target, "--token", token, "--action", "login", "--json")
+        assert first.returncode == 0, first.stderr
+        answer = json.loads(first.stdout)
+        assert (answer["allowed"], answer["token_status"]) == (True, "TOKEN_STATUS_VALID")
+        bad = _cli(
+            "annotate",
+            "--target",
+            target,
+            "--assessment",
+            answer["assessment_name"],
+            "--annotation",
+            "NOPE",
+        )
+        assert bad.returncode == 2 and "expected one of LEGITIMATE" in bad.stderr
+        good = _cli(
+            "annotate",
+            "--target",
+            target,
+            "--assessment",
+            answer["assessment_name"],
+            "--annotation",
+            "legitimate",
+            "--reason",
+            "PASSED_TWO_FACTOR",
+            "--json",
+        )
+        assert json.loads(good.stdout) == {"delivery": "ANNOTATION_DELIVERY_DELIVERED"}
+    finally:
+        sidecar.terminate()
+    gone = _cli("assess", "--target", f"unix://{socket_path}", "--token", "x", "--timeout", "1")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith("recaptcha-sidecar assess: ") and "Traceback" not in gone.stderr
