@@ -1,10 +1,10 @@
 """What a new user meets in the first hour: a DEBUG log without other libraries' noise, a
-taken port said in one clear line, a replay store URL error that names every scheme."""
+replay store URL error that names every scheme, --version, the built-in client. (A taken
+port: tests/integration/test_server.py.)"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,32 +50,6 @@ def test_library_noise_when_asked_for() -> None:
         env={"RECAPTCHA_SIDECAR_LIBRARY_LOG_LEVEL": "DEBUG"},
     )
     assert "Loaded running loop" in out
-
-
-def test_taken_port_is_one_clear_line_without_grpc_core_output() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sidecar",
-                "serve",
-                "--emulator",
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"recaptcha-sidecar: cannot listen on 127.0.0.1:{port}: Address already in use"
-    ], done.stderr
 
 
 @pytest.mark.parametrize("url", ["ftp://store", "redis-ish"])
