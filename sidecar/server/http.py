@@ -25,7 +25,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
 from sidecar.config.addresses import host_of, is_exposed, is_unix
 from sidecar.server.listeners import ListenError, clear_stale_socket, socket_path
@@ -42,9 +42,25 @@ log = logging.getLogger(__name__)
 # The largest body any door reads (issue 16's REST face: one Event); each door bounds its
 # own below this with `read_body`.
 MAX_BODY_BYTES = 1024 * 1024
+# aiohttp's default 8 KiB per request line and header would refuse tokens the core accepts
+# (up to 10,000 bytes, in a header or a GET query string).
+MAX_LINE_BYTES = 32 * 1024
 BACKLOG = 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+class _DropMalformedRequests(logging.Filter):
+    """aiohttp logs every request its parser refuses (a duplicate Host or User-Agent, a line
+    over the limit) at ERROR with a traceback, before answering 400: anyone could flood the
+    log that way. The 400 is the answer; the record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, http_exceptions.HttpProcessingError)
+
+
+logging.getLogger("aiohttp.server").addFilter(_DropMalformedRequests())
 
 
 class BodyTooLarge(Exception):
@@ -116,8 +132,11 @@ class HttpListener:
         security: HttpSecurity,
         socket_mode: str | None = None,
         shutdown_grace: float = 10.0,
+        middlewares: Sequence[Middleware] = (),
     ) -> None:
         self._addresses = list(addresses)
+        # Outermost (telemetry): requests refused for a missing token are still observed.
+        self._middlewares = list(middlewares)
         self._security = security
         self._socket_mode = socket_mode
         self._grace = shutdown_grace
@@ -133,7 +152,7 @@ class HttpListener:
         self._routes.extend(routes)
 
     def _application(self, exposed: bool) -> web.Application:
-        middlewares: list[Middleware] = []
+        middlewares: list[Middleware] = list(self._middlewares)
         if exposed and self._security.token is not None:
             middlewares.append(_bearer_middleware(self._security.token))
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)  # type: ignore[arg-type]
@@ -158,6 +177,8 @@ class HttpListener:
                         access_log=None,
                         handle_signals=False,
                         shutdown_timeout=self._grace,
+                        max_line_size=MAX_LINE_BYTES,
+                        max_field_size=MAX_LINE_BYTES,
                     )
                     await runner.setup()
                     runners[exposed] = runner

@@ -185,7 +185,7 @@ def backend() -> Iterator[Backend]:
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = _answer
+        do_GET = do_POST = do_PUT = do_DELETE = _answer
 
         def log_message(self, format: str, *args: object) -> None:
             pass
