@@ -4,6 +4,8 @@ use (a replay costs no upstream call), secrets, and bad input (never a 500)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from tests.conftest import (
     SidecarFactory,
     SidecarHandle,
 )
-from tests.support.processes import sidecar_process
+from tests.support.processes import ROOT, sidecar_process
 
 SECRET = SITEVERIFY_SECRET
 SITE_KEY = SITEVERIFY_SITE_KEY
@@ -204,3 +206,19 @@ async def test_command_line_http_listen_serves_then_stops_cleanly(tmp_path: Path
         code = process.terminate()
     assert code == 0, process.output()
     assert not sock.exists()
+
+
+def test_a_broken_secrets_file_stops_the_start_naming_the_line(tmp_path: Path) -> None:
+    """One line, exit 2, the line number and never the secret; nothing left listening."""
+    secrets_file = tmp_path / "secrets"
+    secrets_file.write_text("good-secret key-1\nlonely-secret-zq9\n")
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(f"siteverify_secrets_file: {secrets_file}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve", "--emulator", "--listen", "127.0.0.1:0",
+         "--http-listen", "127.0.0.1:0", "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "siteverify_secrets_file" in done.stderr and "line 2" in done.stderr
+    assert "lonely-secret-zq9" not in done.stderr + done.stdout
