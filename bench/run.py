@@ -216,6 +216,8 @@ class Bench:
                 "--upstream-plaintext",
                 "--project",
                 "bench",
+                "--site-key",
+                "bench-site-key",
                 *(arg.format(**fill) for arg in scenario.args),
             ],
             ready=SIDECAR_READY,

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2_grpc
@@ -20,6 +19,8 @@ from tests.support.google import GoogleEmulator
 from tests.support.google import google_emulator as _google_emulator
 from tests.support.redis_cluster import RedisCluster, RedisSentinel
 from tests.support.redis_server import RedisServer
+
+TEST_SITE_KEY = "test-site-key"
 
 
 @dataclass
@@ -89,6 +90,8 @@ async def make_sidecar(emulator: EmulatorHandle, tmp_path: Path) -> AsyncIterato
         overrides.setdefault("project", "test-project")
         overrides.setdefault("upstream_endpoint", emulator.address)
         overrides.setdefault("upstream_plaintext", True)
+        # A key for requests that name none (without one the answer is VERDICT_KEYS_MISSING).
+        overrides.setdefault("site_key", TEST_SITE_KEY)
         settings = load_settings(config_file, **overrides)
         sidecar = await start_sidecar(settings)
         tcp = [a for a in sidecar.addresses if not a.startswith("unix:")]
@@ -113,40 +116,6 @@ async def make_sidecar(emulator: EmulatorHandle, tmp_path: Path) -> AsyncIterato
 async def sidecar(make_sidecar: SidecarFactory) -> SidecarHandle:
     """One sidecar with the default settings."""
     return await make_sidecar()
-
-
-SITEVERIFY_SECRET = "legacy-secret-of-the-shop"
-SITEVERIFY_SITE_KEY = "shop-site-key"
-
-
-@pytest.fixture
-async def http_sidecar(make_sidecar: SidecarFactory, tmp_path: Path) -> SidecarHandle:
-    """A sidecar with its HTTP listener on 127.0.0.1:0 and `http.sock` in the test's folder,
-    one legacy siteverify secret, and `login` open on upstream failure (the one allowed answer
-    that has no score, which tests/interop/test_proxies.py needs)."""
-    secrets = tmp_path / "siteverify-secrets"
-    secrets.write_text(
-        f"# legacy secret -> Enterprise key\n{SITEVERIFY_SECRET} {SITEVERIFY_SITE_KEY}\n"
-    )
-    config = tmp_path / "sidecar.yaml"
-    config.write_text("policy:\n  actions:\n    login: {on_upstream_failure: open}\n")
-    return await make_sidecar(
-        config,
-        http_listen=["127.0.0.1:0", f"unix://{tmp_path}/http.sock"],
-        siteverify_secrets_file=secrets,
-    )
-
-
-def http_address(handle: SidecarHandle) -> str:
-    """The sidecar's HTTP listener on TCP, `host:port`."""
-    assert handle.sidecar.http is not None
-    return handle.sidecar.http.addresses[0]
-
-
-@pytest.fixture
-async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture

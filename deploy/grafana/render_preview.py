@@ -387,6 +387,8 @@ async def main() -> None:
             "127.0.0.1:0",
             "--project",
             "preview",
+            "--site-key",
+            "preview-key",
             "--upstream-endpoint",
             emulator.addresses()[0],
             "--upstream-plaintext",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,6 +46,7 @@ NO_FLAG = frozenset({"policy", "account_id_key", "replay_redis_password"})
 CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "config_file", default=None
 )
+_KEY_ID = re.compile(r"[A-Za-z0-9_\-]{1,100}")
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
 
 
@@ -91,7 +91,19 @@ class Settings(BaseSettings):
     project: str = Field(
         "", description="Google Cloud project id or number that owns the reCAPTCHA keys."
     )
-    site_key: str = Field("", description="Default reCAPTCHA key id when a request names none.")
+    site_key: str = Field(
+        "",
+        description="Default reCAPTCHA key id when a request names none (and site_keys does "
+        "not choose one).",
+    )
+    site_keys: Annotated[dict[Literal["web", "android", "ios", "express"], str], NoDecode] = Field(
+        default_factory=dict,
+        description="A key id per client type, chosen by AssessRequest.client_type when a "
+        "request names no site_key: `{web: KEY, android: KEY, ios: KEY, express: KEY}` (flag "
+        "and env: `web=KEY,android=KEY` or JSON). With keys for two or more of web/android/ios, "
+        "a request that says no client type is VERDICT_CLIENT_TYPE_MISSING; express "
+        "assessments use `express`.",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="API key for upstream (instead of Application Default Credentials); "
@@ -271,30 +283,6 @@ class Settings(BaseSettings):
         description="Extra address serving only `grpc.health.v1.Health`, in the clear and "
         "without auth, for kubelet gRPC probes (e.g. `0.0.0.0:8086`). Off when unset.",
     )
-    http_listen: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Addresses of the HTTP listener (siteverify, forward-auth), e.g. "
-        "`127.0.0.1:8080` or `unix:///run/recaptcha/http.sock`; the same security rules as "
-        "`listen`. Off when empty. Repeatable flag; comma-separated env.",
-    )
-    siteverify_secrets_file: Path | None = Field(
-        None,
-        description="File (a mounted Secret) mapping legacy siteverify secrets to site keys: "
-        "one `SECRET SITE_KEY` pair per line, `#` comments. Re-read when it changes. Without "
-        "it every siteverify call is `invalid-input-secret`.",
-    )
-    forward_auth_token_header: str = Field(
-        addresses.DEFAULT_TOKEN_HEADER,
-        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$",
-        description="Request header that carries the token to forward-auth and ext_authz.",
-    )
-    forward_auth_trusted_proxies: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(addresses.DEFAULT_TRUSTED_PROXIES),
-        description="Peers (CIDRs or addresses) whose X-Forwarded-For, X-Real-IP, "
-        "X-Forwarded-Proto/Host/Uri and x-ja3/ja4-fingerprint headers forward-auth believes; "
-        "from any other peer they are ignored. A Unix-socket peer counts as loopback. "
-        "Repeatable flag; comma-separated env.",
-    )
     tls_cert_file: Path | None = Field(
         None,
         description="PEM server certificate (chain) for listeners reachable from outside the "
@@ -406,26 +394,6 @@ class Settings(BaseSettings):
             _check_address(address)
         return value
 
-    @field_validator("http_listen", "forward_auth_trusted_proxies", mode="before")
-    @classmethod
-    def _http_lists(cls, value: Any) -> Any:
-        return _split_list(value)
-
-    @field_validator("http_listen")
-    @classmethod
-    def _http_listen_syntax(cls, value: list[str]) -> list[str]:
-        for address in value:
-            _check_address(address)
-        if len(set(value)) != len(value):
-            raise ValueError("an address is listed twice")
-        return value
-
-    @field_validator("forward_auth_trusted_proxies")
-    @classmethod
-    def _trusted_proxies(cls, value: list[str]) -> list[str]:
-        addresses.parse_networks(value)  # ValueError naming the first bad one
-        return [item.strip() for item in value]
-
     @field_validator("health_listen", mode="before")
     @classmethod
     def _health_listen_empty(cls, value: Any) -> Any:
@@ -448,6 +416,40 @@ class Settings(BaseSettings):
     def _metrics_listen_syntax(cls, value: str) -> str:
         if value and not (_HOST_PORT.fullmatch(value) or re.fullmatch(r":\d{1,5}", value)):
             raise ValueError(f"{value!r}: expected host:port, e.g. 127.0.0.1:9464")
+        return value
+
+    @field_validator("site_key")
+    @classmethod
+    def _site_key_syntax(cls, value: str) -> str:
+        if value and not _KEY_ID.fullmatch(value):
+            raise ValueError(f"{value!r}: a reCAPTCHA key id (letters, digits, '-', '_')")
+        return value
+
+    @field_validator("site_keys", mode="before")
+    @classmethod
+    def _site_keys_text(cls, value: Any) -> Any:
+        """From a flag or the environment: `web=KEY,android=KEY`, or a JSON object."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            import json
+
+            return json.loads(text)
+        pairs = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, key = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r}: expected CLIENT_TYPE=KEY (web, android, ios, express)")
+            pairs[name.strip()] = key.strip()
+        return pairs
+
+    @field_validator("site_keys")
+    @classmethod
+    def _site_keys_syntax(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, key in value.items():
+            if not _KEY_ID.fullmatch(key):
+                raise ValueError(f"{name}: {key!r} is not a reCAPTCHA key id")
         return value
 
     @field_validator("replay_store")
@@ -494,24 +496,16 @@ class Settings(BaseSettings):
         health = self.health_listen
         if health is not None and not health.endswith(":0") and health in self.listen:
             raise ValueError("health_listen: must differ from every listen address")
-        clash = {a for a in self.http_listen if not a.endswith(":0")} & {
-            *self.listen,
-            *([health] if health else []),
-        }
-        if clash:
-            raise ValueError(f"http_listen: {', '.join(sorted(clash))} is a gRPC listener too")
-        for key, listeners in (("listen", self.listen), ("http_listen", self.http_listen)):
-            problem = addresses.listen_problem(
-                listeners,
-                secure_loopback=self.secure_loopback,
-                tls=self.tls_cert_file is not None,
-                token=self.auth_token_file is not None,
-                insecure_listen=self.insecure_listen,
-                client_ca=self.tls_client_ca_file is not None,
-                key=key,
-            )
-            if problem:
-                raise ValueError(problem)
+        problem = addresses.listen_problem(
+            self.listen,
+            secure_loopback=self.secure_loopback,
+            tls=self.tls_cert_file is not None,
+            token=self.auth_token_file is not None,
+            insecure_listen=self.insecure_listen,
+            client_ca=self.tls_client_ca_file is not None,
+        )
+        if problem:
+            raise ValueError(problem)
         problem = addresses.metrics_problem(
             self.metrics_listen,
             tls=self.tls_cert_file is not None,
@@ -543,8 +537,10 @@ class _ConfigFileSource(YamlConfigSettingsSource):
 def shown_default(info: FieldInfo) -> str:
     """A field's default as a person would write it (for flag help)."""
     default = info.get_default(call_default_factory=True)
-    if isinstance(default, Mapping | Policy):
+    if isinstance(default, Policy):
         return "see the policy reference"
+    if isinstance(default, dict) and not default:
+        return "{}"
     if default is None:
         return "unset"
     if isinstance(default, bool):
@@ -566,6 +562,6 @@ def reference(model: type[BaseSettings] = Settings) -> list[tuple[str, str, str,
     rows = []
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "see below" if isinstance(default, Mapping | Policy) else repr(default)
+        shown = "see below" if isinstance(default, Policy) else repr(default)
         rows.append((name, ENV_PREFIX + name.upper(), shown, field.description or ""))
     return rows

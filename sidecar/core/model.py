@@ -26,6 +26,19 @@ class Verdict(enum.StrEnum):
     PASSED = "PASSED"
     FAILED_AUDIT = "FAILED_AUDIT"
     FAILED_ENFORCE = "FAILED_ENFORCE"
+    # No key for the request: answered before any upstream call (`sidecar.core.keys`).
+    CLIENT_TYPE_MISSING = "CLIENT_TYPE_MISSING"
+    KEYS_MISSING = "KEYS_MISSING"
+
+
+class ClientType(enum.StrEnum):
+    """Which kind of client obtained the token; the values are the `site_keys` setting's keys.
+    UNSPECIFIED is the empty string, so `if request.client_type:` reads as "said"."""
+
+    UNSPECIFIED = ""
+    WEB = "web"
+    ANDROID = "android"
+    IOS = "ios"
 
 
 class RecommendedAction(enum.StrEnum):
@@ -75,6 +88,9 @@ class AssessmentRequest:
     user_ids: tuple[UserId, ...] = ()
     idempotency_key: str = ""
     headers: tuple[str, ...] = ()
+    client_type: ClientType = ClientType.UNSPECIFIED
+    # An express assessment: no token, server-side signals only, the express key.
+    express: bool = False
 
 
 @dataclass(frozen=True, slots=True)

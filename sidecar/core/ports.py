@@ -36,6 +36,9 @@ class FailureKind(enum.StrEnum):
     QUOTA = "quota"  # upstream RESOURCE_EXHAUSTED: junk tokens must not switch protection off
     CONFIG = "config"  # credentials, permissions, a bad project or key
     REPLAY_STORE = "replay_store"  # the replay store could not be asked
+    # No key could be chosen for the request (`sidecar.core.keys`): answered before upstream.
+    CLIENT_TYPE_MISSING = "client_type_missing"  # several client types have keys, none was said
+    KEYS_MISSING = "keys_missing"  # no key configured for the request's client type (or at all)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sidecar.core.keys import NoKey, SiteKeys
 from sidecar.core.limits import AdmissionLimiter, Slot
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
 from sidecar.core.ports import (
@@ -48,6 +49,7 @@ from sidecar.policy.rules import (
     decide_duplicate,
     decide_impossible,
     decide_missing,
+    decide_no_key,
     decide_unchecked,
 )
 from sidecar.policy.schema import ActionPolicy, Policy
@@ -159,6 +161,7 @@ class VerifySettings:
     """The knobs Assess reads on every call."""
 
     default_site_key: str
+    site_keys: Mapping[str, str]  # a key per client type (`web`, `android`, `ios`, `express`)
     upstream_timeout: float  # never wait longer for one upstream answer
     deadline_margin: float  # leave this much of the caller's deadline to answer it
     replay_ttl: float  # token lifetime (120 s) plus clock margin
@@ -204,6 +207,7 @@ class Verifier:
         self._replay = replay
         self._policy = policy
         self._settings = settings
+        self._keys = SiteKeys(settings.default_site_key, settings.site_keys)
         self._limiter = limiter
         self._inflight: dict[str, _Flight] = {}
 
@@ -240,7 +244,7 @@ class Verifier:
         if problem is not None:  # cannot be a real token: no claim, no upstream call
             return decide_impossible(action_policy, problem, policy.version)
         key = token_digest(request.token)
-        idem = idempotency_digest(request, self._settings.default_site_key)
+        idem = idempotency_digest(request, self._applied_key(request))
         wait = None if timeout is None else timeout - self._settings.deadline_margin
 
         flight = self._inflight.get(key)
@@ -288,6 +292,14 @@ class Verifier:
         if leading:
             return answer
         return self._repeat(action_policy, policy.version, idem, flight.idem, answer)
+
+    def _applied_key(self, request: AssessmentRequest) -> str:
+        """The key the request is assessed with ("" when none can be had), for the
+        idempotency digest: a repeat after `site_keys` changed is another request."""
+        if not request.idempotency_key:
+            return ""
+        chosen = self._keys.choose(request)
+        return chosen if isinstance(chosen, str) else ""
 
     def _repeat(
         self,
@@ -369,15 +381,19 @@ class Verifier:
         if existing is not None:
             return await self._existing(existing, key, idem, action_policy, version, deadline)
 
+        site_key = self._keys.choose(request)
+        if isinstance(site_key, NoKey):
+            # The claim was taken first: an allowed answer settles it like any other (the
+            # one rule), a refusal releases it (the token never reached Google).
+            refused = decide_no_key(action_policy, site_key.kind, site_key.detail, version)
+            return refused, _After.SETTLE if refused.allowed else _After.RELEASE
         budget = deadline - loop.time()
         if budget <= 0:
             unchecked = decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
             return unchecked, _After.RELEASE
         try:
             upstream = await self._upstream.create_assessment(
-                request,
-                site_key=request.site_key or self._settings.default_site_key,
-                timeout=budget,
+                request, site_key=site_key, timeout=budget
             )
         except UpstreamError as error:
             decision = decide_unchecked(action_policy, error.kind, error.code.lower(), version)

@@ -20,6 +20,7 @@ in audit mode; audit mode never asks for a challenge either, so it changes nothi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 
@@ -253,6 +254,23 @@ def decide_impossible(policy: ActionPolicy, problem: str, version: str = "") -> 
         threshold=policy.threshold,
         policy_version=version,
     )
+
+
+_NO_KEY_VERDICT = {
+    FailureKind.CLIENT_TYPE_MISSING: Verdict.CLIENT_TYPE_MISSING,
+    FailureKind.KEYS_MISSING: Verdict.KEYS_MISSING,
+}
+
+
+def decide_no_key(
+    policy: ActionPolicy, kind: FailureKind, detail: str = "", version: str = ""
+) -> Decision:
+    """No key could be chosen (`sidecar.core.keys`): the token is UNCHECKED and never went
+    upstream; the verdict says why (CLIENT_TYPE_MISSING, KEYS_MISSING), and the action's
+    `on_client_type_missing` / `on_keys_missing` decides `allowed` (audit mode allows, as it
+    allows every failure)."""
+    unchecked = decide_unchecked(policy, kind, detail, version)
+    return dataclasses.replace(unchecked, verdict=_NO_KEY_VERDICT[kind])
 
 
 def decide_unchecked(

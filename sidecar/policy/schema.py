@@ -119,6 +119,19 @@ class ActionPolicy(BaseModel):
     on_replay_store_failure: FailurePolicy = Field(
         FailurePolicy.CLOSED, description="The replay store could not be asked."
     )
+    # Identity Platform fails open when it cannot provision keys; a sidecar that cannot name a
+    # key is misconfigured (or called by an app that does not say its client type), and open
+    # here would let every token through unverified until someone notices: closed by default.
+    on_client_type_missing: FailurePolicy = Field(
+        FailurePolicy.CLOSED,
+        description="No site_key nor client_type, and site_keys has keys for several client "
+        "types (VERDICT_CLIENT_TYPE_MISSING).",
+    )
+    on_keys_missing: FailurePolicy = Field(
+        FailurePolicy.CLOSED,
+        description="No key for the request's client type, for express, or at all "
+        "(VERDICT_KEYS_MISSING).",
+    )
 
     @field_validator("allowed_hostnames")
     @classmethod
@@ -155,6 +168,10 @@ class ActionPolicy(BaseModel):
             return self.on_config_error
         if kind is FailureKind.REPLAY_STORE:
             return self.on_replay_store_failure
+        if kind is FailureKind.CLIENT_TYPE_MISSING:
+            return self.on_client_type_missing
+        if kind is FailureKind.KEYS_MISSING:
+            return self.on_keys_missing
         return self.on_upstream_failure
 
     def warnings(self) -> list[str]:

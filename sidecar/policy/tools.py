@@ -118,6 +118,8 @@ def _describe_rules(rules: ActionPolicy) -> dict[str, str]:
         "on_quota_exhausted": rules.on_quota_exhausted.value,
         "on_config_error": rules.on_config_error.value,
         "on_replay_store_failure": rules.on_replay_store_failure.value,
+        "on_client_type_missing": rules.on_client_type_missing.value,
+        "on_keys_missing": rules.on_keys_missing.value,
     }
 
 

@@ -20,10 +20,15 @@ from sidecar.upstream.breaker import BreakerSettings
 from sidecar.upstream.budget import BudgetSettings
 from sidecar.upstream.retry import RetrySettings
 
+# The default key of `serve --emulator` when none is configured: the embedded emulator accepts
+# any key, and a sidecar with no key at all answers VERDICT_KEYS_MISSING.
+EMULATOR_SITE_KEY = "emulator-site-key"
+
 
 def verify_settings(settings: Settings) -> VerifySettings:
     return VerifySettings(
-        default_site_key=settings.site_key,
+        default_site_key=settings.site_key or (EMULATOR_SITE_KEY if settings.emulator else ""),
+        site_keys={str(name): key for name, key in settings.site_keys.items()},
         upstream_timeout=settings.upstream_timeout,
         deadline_margin=settings.deadline_margin,
         replay_ttl=settings.replay_ttl,

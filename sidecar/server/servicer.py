@@ -18,6 +18,7 @@ from sidecar.core.errors import InvalidArgument, Overloaded, UpstreamRejected
 from sidecar.core.model import (
     AnnotationRequest,
     AssessmentRequest,
+    ClientType,
     Decision,
     Delivery,
     TransactionEvent,
@@ -67,6 +68,11 @@ _USER_ID_KIND = {
     "phone_number": UserIdKind.PHONE_NUMBER,
     "username": UserIdKind.USERNAME,
 }
+_CLIENT_TYPE = {
+    v.number: ClientType(v.name.removeprefix("CLIENT_TYPE_").lower())
+    for v in sidecar_pb2.ClientType.DESCRIPTOR.values
+    if v.number
+}
 _UPSTREAM_CODE = {code.name: code for code in grpc.StatusCode}
 
 Req = TypeVar("Req")
@@ -110,6 +116,12 @@ def to_assessment_request(message: sidecar_pb2.AssessRequest) -> AssessmentReque
             user_ids.append(UserId(UserIdKind.USERNAME, ""))
         else:
             user_ids.append(UserId(_USER_ID_KIND[kind], getattr(user_id, kind)))
+    client_type = ClientType.UNSPECIFIED
+    if message.client_type:
+        found = _CLIENT_TYPE.get(message.client_type)
+        if found is None:
+            raise InvalidArgument("client_type", f"unknown enum value {message.client_type}")
+        client_type = found
     return AssessmentRequest(
         token=message.token,
         expected_action=message.expected_action,
@@ -123,6 +135,7 @@ def to_assessment_request(message: sidecar_pb2.AssessRequest) -> AssessmentReque
         user_ids=tuple(user_ids),
         idempotency_key=message.idempotency_key,
         headers=tuple(message.headers),
+        client_type=client_type,
     )
 
 

@@ -55,14 +55,16 @@ CATALOG: tuple[MetricSpec, ...] = (
         "verdict_count_total",
         "counter",
         ("verdict", "action"),
-        "Assess answers by verdict: PASSED, FAILED_AUDIT, FAILED_ENFORCE.",
+        "Assess answers by verdict: PASSED, FAILED_AUDIT, FAILED_ENFORCE, CLIENT_TYPE_MISSING, "
+        "KEYS_MISSING.",
     ),
     MetricSpec(
         "token_count",
         "token_count_total",
         "counter",
         ("status", "action"),
-        "Assess answers by token status: VALID, INVALID, EXPIRED, DUPLICATE, MISSING, UNCHECKED.",
+        "Assess answers by token status: VALID, INVALID, EXPIRED, DUPLICATE, MISSING, UNCHECKED "
+        "(also after CLIENT_TYPE_MISSING and KEYS_MISSING).",
     ),
     MetricSpec(
         "risk_scores",
@@ -77,13 +79,6 @@ CATALOG: tuple[MetricSpec, ...] = (
         "histogram",
         ("rpc_service", "rpc_method", "rpc_grpc_status_code"),
         "Time to answer each RPC (health checks excluded), in seconds.",
-    ),
-    MetricSpec(
-        "http.server.request.duration",
-        "http_server_request_duration_seconds",
-        "histogram",
-        ("http_request_method", "http_route", "http_response_status_code"),
-        "Time to answer each request of the HTTP listener (siteverify, forward-auth), in seconds.",
     ),
     MetricSpec(
         "rpc.server.active_requests",
@@ -275,12 +270,6 @@ class Instruments:
             "rpc.server.call.duration",
             "s",
             "Time to answer each RPC.",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
-        )
-        self.http_duration = meter.create_histogram(
-            "http.server.request.duration",
-            "s",
-            "Time to answer each request of the HTTP listener.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.rpc_active = Tally(("rpc.service", "rpc.method"))

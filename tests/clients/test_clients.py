@@ -3,7 +3,9 @@
 One sidecar (embedded emulator, no credentials) serves this module on a loopback port and a
 Unix socket. Each language's own end-to-end test (clients/<lang>) then runs as a subprocess
 with RECAPTCHA_SIDECAR_TARGET and RECAPTCHA_SIDECAR_UDS set: it assesses a fresh token,
-repeats it, annotates the assessment and reads grpc.health.v1, over both addresses.
+repeats it, annotates the assessment and reads grpc.health.v1, over both addresses, and
+exercises one of the newer fields (Go: `client_type`). The sidecar has a web and an express
+key (`SITE_KEYS`), so a request without a client type uses the web key.
 
 The toolchains' dependencies must be in place first (`bash scripts/ci-clients.sh deps`). A
 language whose toolchain (go, mvn, npm) is missing is skipped, except under CI, where it fails.
@@ -32,6 +34,9 @@ CLIENTS = ROOT / "clients"
 SIDECAR = ROOT / ".venv" / "bin" / "recaptcha-sidecar"
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+# What the clients' tests rely on: a web key only (an Android client type is KEYS_MISSING) and
+# an express key.
+SITE_KEYS = '{"web": "e2e-web-key", "express": "e2e-express-key"}'
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def sidecar() -> Iterator[Sidecar]:
         proc = subprocess.Popen(
             [str(SIDECAR), "serve", "--emulator", "--listen", tcp, "--listen", uds],
             cwd=workdir,
+            env={**os.environ, "RECAPTCHA_SIDECAR_SITE_KEYS": SITE_KEYS},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

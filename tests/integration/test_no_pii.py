@@ -170,6 +170,8 @@ async def test_no_personal_data_in_any_exported_byte(
         str(config),
         "--project",
         "pii-project",
+        "--site-key",
+        "pii-site-key",
         "--upstream-endpoint",
         emulator.address,
         "--upstream-plaintext",

@@ -28,7 +28,7 @@ async def sample_sidecar(make_sidecar: SidecarFactory, tmp_path: Path) -> Sideca
     """The shipped account-protection sample, with its key file pointed at a test key."""
     key_file = tmp_path / "account-id-key"
     key_file.write_text(base64.b64encode(os.urandom(64)).decode())
-    return await make_sidecar(SAMPLE, account_id_key_file=key_file, site_key="")
+    return await make_sidecar(SAMPLE, account_id_key_file=key_file)
 
 
 ACTIONS = [

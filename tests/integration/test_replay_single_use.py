@@ -12,7 +12,7 @@ import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.emulator import mint_token
-from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
+from tests.conftest import TEST_SITE_KEY, EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.support.calls import assess
 
 CONCURRENT = 200
@@ -157,6 +157,6 @@ async def test_store_keys_are_digests_never_tokens(
     from sidecar.core.verify import idempotency_digest
 
     sent = AssessmentRequest(token, expected_action="login", idempotency_key="secret-order-id")
-    assert entry.idempotency_digest == idempotency_digest(sent)
+    assert entry.idempotency_digest == idempotency_digest(sent, TEST_SITE_KEY)  # as applied
     assert "secret-order-id" not in entry.idempotency_digest
     assert entry.idempotency_digest != hashlib.sha256(b"secret-order-id").hexdigest()

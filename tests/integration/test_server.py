@@ -191,6 +191,8 @@ def test_sidecar_and_standalone_emulator_in_two_processes() -> None:
         sidecar = sidecar_process(
             "--project",
             "two-procs",
+            "--site-key",
+            "two-procs-key",
             "--listen",
             f"127.0.0.1:{free_port()}",
             "--upstream-endpoint",

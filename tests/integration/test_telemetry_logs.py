@@ -23,6 +23,8 @@ def start(emulator: EmulatorHandle, *args: str, env: dict[str, str] | None = Non
         "127.0.0.1:0",
         "--project",
         "logs-project",
+        "--site-key",
+        "logs-site-key",
         "--upstream-endpoint",
         emulator.address,
         "--upstream-plaintext",

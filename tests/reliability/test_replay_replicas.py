@@ -70,6 +70,8 @@ async def start_replicas(upstream: Process, redis: RedisServer, count: int = 3) 
         "127.0.0.1:0",
         "--project",
         "replicas",
+        "--site-key",
+        "replicas-key",
         "--upstream-endpoint",
         upstream.addresses()[0],
         "--upstream-plaintext",

@@ -39,6 +39,8 @@ def start_sidecar(
         "--upstream-endpoint",
         emulator_address,
         "--upstream-plaintext",
+        "--site-key",
+        "test-site-key",
         *args,
         env=dict(env or {}),
     )

@@ -82,7 +82,11 @@ class Process:
 
 
 def sidecar_process(*args: str, env: dict[str, str] | None = None) -> Process:
-    """`recaptcha-sidecar serve ARGS` as a child process, ready when it prints its addresses."""
+    """`recaptcha-sidecar serve ARGS` as a child process, ready when it prints its addresses.
+    A default site key is added unless ARGS name one (or the embedded emulator's default
+    applies): a sidecar with no key at all answers VERDICT_KEYS_MISSING."""
+    if "--site-key" not in args and "--emulator" not in args:
+        args = (*args, "--site-key", "test-site-key")
     return Process(
         [sys.executable, "-m", "sidecar", "serve", *args],
         ready="recaptcha-sidecar serving on",

@@ -61,7 +61,7 @@ def verifier(upstream: Upstream, observer: Observer) -> Verifier:
         upstream=upstream,
         replay=MemoryReplayStore(),
         policy=lambda: policy,
-        settings=VERIFY,
+        settings=dataclasses.replace(VERIFY, default_site_key="unit-key"),
         observer=observer,
     )
 

@@ -113,5 +113,33 @@ func exercise(t *testing.T, target string) {
 	if err != nil {
 		t.Fatalf("annotate: %v", err)
 	}
+	// client_type: the sidecar under test has a web key only (site_keys {web, express}), so a
+	// token said to come from an Android app is VERDICT_KEYS_MISSING, answered without an
+	// upstream call and released; the same token said to come from the web is then assessed.
+	typed := mintToken(t, "login")
+	ctx, cancel = call()
+	defer cancel()
+	android, err := client.Assess(ctx, &sidecarv1.AssessRequest{
+		Token: typed, ExpectedAction: "login", ClientType: sidecarv1.ClientType_CLIENT_TYPE_ANDROID,
+	})
+	if err != nil {
+		t.Fatalf("assess (android): %v", err)
+	}
+	if android.GetAllowed() || android.GetVerdict() != sidecarv1.Verdict_VERDICT_KEYS_MISSING ||
+		android.GetTokenStatus() != sidecarv1.TokenStatus_TOKEN_STATUS_UNCHECKED {
+		t.Fatalf("assess (android) = %v, want not allowed, VERDICT_KEYS_MISSING, TOKEN_STATUS_UNCHECKED", android)
+	}
+	ctx, cancel = call()
+	defer cancel()
+	web, err := client.Assess(ctx, &sidecarv1.AssessRequest{
+		Token: typed, ExpectedAction: "login", ClientType: sidecarv1.ClientType_CLIENT_TYPE_WEB,
+	})
+	if err != nil {
+		t.Fatalf("assess (web): %v", err)
+	}
+	if !web.GetAllowed() || web.GetTokenStatus() != sidecarv1.TokenStatus_TOKEN_STATUS_VALID {
+		t.Fatalf("assess (web) = %v, want allowed and TOKEN_STATUS_VALID (the token was released)", web)
+	}
+
 	t.Logf("e2e ok: %s (assessment %s, annotation %s)", target, first.GetAssessmentName(), ack.GetDelivery())
 }

@@ -29,6 +29,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ClientType says which kind of client obtained the token (reCAPTCHA keys are per platform).
+type ClientType int32
+
+const (
+	// Not said; see AssessRequest.client_type.
+	ClientType_CLIENT_TYPE_UNSPECIFIED ClientType = 0
+	// A web page (grecaptcha.enterprise.execute()).
+	ClientType_CLIENT_TYPE_WEB ClientType = 1
+	// An Android app (the reCAPTCHA Android SDK).
+	ClientType_CLIENT_TYPE_ANDROID ClientType = 2
+	// An iOS app (the reCAPTCHA iOS SDK).
+	ClientType_CLIENT_TYPE_IOS ClientType = 3
+)
+
+// Enum value maps for ClientType.
+var (
+	ClientType_name = map[int32]string{
+		0: "CLIENT_TYPE_UNSPECIFIED",
+		1: "CLIENT_TYPE_WEB",
+		2: "CLIENT_TYPE_ANDROID",
+		3: "CLIENT_TYPE_IOS",
+	}
+	ClientType_value = map[string]int32{
+		"CLIENT_TYPE_UNSPECIFIED": 0,
+		"CLIENT_TYPE_WEB":         1,
+		"CLIENT_TYPE_ANDROID":     2,
+		"CLIENT_TYPE_IOS":         3,
+	}
+)
+
+func (x ClientType) Enum() *ClientType {
+	p := new(ClientType)
+	*p = x
+	return p
+}
+
+func (x ClientType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClientType) Descriptor() protoreflect.EnumDescriptor {
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[0].Descriptor()
+}
+
+func (ClientType) Type() protoreflect.EnumType {
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[0]
+}
+
+func (x ClientType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClientType.Descriptor instead.
+func (ClientType) EnumDescriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{0}
+}
+
 // Verdict mirrors Identity Platform's reCAPTCHA verdict_count metric.
 type Verdict int32
 
@@ -41,6 +98,14 @@ const (
 	Verdict_VERDICT_FAILED_AUDIT Verdict = 2
 	// A rule failed and the action is in enforce mode: `allowed` is false.
 	Verdict_VERDICT_FAILED_ENFORCE Verdict = 3
+	// The request named neither a site key nor a client type, and the sidecar has keys for two or
+	// more client types: it cannot tell which key the token belongs to. TOKEN_STATUS_UNCHECKED; no
+	// upstream call. `allowed` follows the action's `on_client_type_missing` (default closed).
+	Verdict_VERDICT_CLIENT_TYPE_MISSING Verdict = 4
+	// No key could be had for the request (none configured for its client type, for express, or at
+	// all). TOKEN_STATUS_UNCHECKED; no upstream call. `allowed` follows the action's
+	// `on_keys_missing` (default closed).
+	Verdict_VERDICT_KEYS_MISSING Verdict = 5
 )
 
 // Enum value maps for Verdict.
@@ -50,12 +115,16 @@ var (
 		1: "VERDICT_PASSED",
 		2: "VERDICT_FAILED_AUDIT",
 		3: "VERDICT_FAILED_ENFORCE",
+		4: "VERDICT_CLIENT_TYPE_MISSING",
+		5: "VERDICT_KEYS_MISSING",
 	}
 	Verdict_value = map[string]int32{
-		"VERDICT_UNSPECIFIED":    0,
-		"VERDICT_PASSED":         1,
-		"VERDICT_FAILED_AUDIT":   2,
-		"VERDICT_FAILED_ENFORCE": 3,
+		"VERDICT_UNSPECIFIED":         0,
+		"VERDICT_PASSED":              1,
+		"VERDICT_FAILED_AUDIT":        2,
+		"VERDICT_FAILED_ENFORCE":      3,
+		"VERDICT_CLIENT_TYPE_MISSING": 4,
+		"VERDICT_KEYS_MISSING":        5,
 	}
 )
 
@@ -70,11 +139,11 @@ func (x Verdict) String() string {
 }
 
 func (Verdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[0].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[1].Descriptor()
 }
 
 func (Verdict) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[0]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[1]
 }
 
 func (x Verdict) Number() protoreflect.EnumNumber {
@@ -83,7 +152,7 @@ func (x Verdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Verdict.Descriptor instead.
 func (Verdict) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{0}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{1}
 }
 
 // TokenStatus mirrors Identity Platform's reCAPTCHA token_count metric.
@@ -102,8 +171,9 @@ const (
 	TokenStatus_TOKEN_STATUS_INVALID TokenStatus = 4
 	// The request had no token.
 	TokenStatus_TOKEN_STATUS_MISSING TokenStatus = 5
-	// No answer could be had (upstream or replay store unavailable, deadline, outcome unknown):
-	// the action's failure policy decided.
+	// No answer could be had (upstream or replay store unavailable, deadline, outcome unknown, no
+	// key for the request: VERDICT_CLIENT_TYPE_MISSING, VERDICT_KEYS_MISSING): the action's failure
+	// policy decided.
 	TokenStatus_TOKEN_STATUS_UNCHECKED TokenStatus = 6
 )
 
@@ -140,11 +210,11 @@ func (x TokenStatus) String() string {
 }
 
 func (TokenStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[1].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[2].Descriptor()
 }
 
 func (TokenStatus) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[1]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[2]
 }
 
 func (x TokenStatus) Number() protoreflect.EnumNumber {
@@ -153,7 +223,7 @@ func (x TokenStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TokenStatus.Descriptor instead.
 func (TokenStatus) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{1}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{2}
 }
 
 // RecommendedAction is the sidecar's advice beside `allowed`.
@@ -197,11 +267,11 @@ func (x RecommendedAction) String() string {
 }
 
 func (RecommendedAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[2].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[3].Descriptor()
 }
 
 func (RecommendedAction) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[2]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[3]
 }
 
 func (x RecommendedAction) Number() protoreflect.EnumNumber {
@@ -210,7 +280,7 @@ func (x RecommendedAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecommendedAction.Descriptor instead.
 func (RecommendedAction) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{2}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{3}
 }
 
 // Annotation is the overall outcome of an assessed event.
@@ -250,11 +320,11 @@ func (x Annotation) String() string {
 }
 
 func (Annotation) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[3].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[4].Descriptor()
 }
 
 func (Annotation) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[3]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[4]
 }
 
 func (x Annotation) Number() protoreflect.EnumNumber {
@@ -263,7 +333,7 @@ func (x Annotation) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Annotation.Descriptor instead.
 func (Annotation) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{3}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4}
 }
 
 // AnnotationReason mirrors reCAPTCHA Enterprise's AnnotateAssessmentRequest.Reason, value for
@@ -352,11 +422,11 @@ func (x AnnotationReason) String() string {
 }
 
 func (AnnotationReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[4].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[5].Descriptor()
 }
 
 func (AnnotationReason) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[4]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[5]
 }
 
 func (x AnnotationReason) Number() protoreflect.EnumNumber {
@@ -365,7 +435,7 @@ func (x AnnotationReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AnnotationReason.Descriptor instead.
 func (AnnotationReason) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{5}
 }
 
 // TransactionEventType mirrors reCAPTCHA Enterprise's TransactionEvent.TransactionEventType.
@@ -469,11 +539,11 @@ func (x TransactionEventType) String() string {
 }
 
 func (TransactionEventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[5].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[6].Descriptor()
 }
 
 func (TransactionEventType) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[5]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[6]
 }
 
 func (x TransactionEventType) Number() protoreflect.EnumNumber {
@@ -482,7 +552,7 @@ func (x TransactionEventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TransactionEventType.Descriptor instead.
 func (TransactionEventType) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{5}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{6}
 }
 
 // AnnotationDelivery says how far an annotation has travelled when Annotate answers.
@@ -522,11 +592,11 @@ func (x AnnotationDelivery) String() string {
 }
 
 func (AnnotationDelivery) Descriptor() protoreflect.EnumDescriptor {
-	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[6].Descriptor()
+	return file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[7].Descriptor()
 }
 
 func (AnnotationDelivery) Type() protoreflect.EnumType {
-	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[6]
+	return &file_recaptcha_sidecar_v1_sidecar_proto_enumTypes[7]
 }
 
 func (x AnnotationDelivery) Number() protoreflect.EnumNumber {
@@ -535,7 +605,7 @@ func (x AnnotationDelivery) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AnnotationDelivery.Descriptor instead.
 func (AnnotationDelivery) EnumDescriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{6}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{7}
 }
 
 // AssessRequest carries one token and what the app knows about the request that brought it.
@@ -548,8 +618,9 @@ type AssessRequest struct {
 	// '/' and '_'). It selects the per-action policy and is compared with the token's action.
 	// Empty means the default policy and no action check.
 	ExpectedAction string `protobuf:"bytes,2,opt,name=expected_action,json=expectedAction,proto3" json:"expected_action,omitempty"`
-	// Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-	// configured default site key.
+	// Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+	// chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+	// `client_type`).
 	SiteKey string `protobuf:"bytes,3,opt,name=site_key,json=siteKey,proto3" json:"site_key,omitempty"`
 	// Optional. The end user's IP address (IPv4 or IPv6), passed upstream; improves detection.
 	// Never logged or exported in clear.
@@ -572,7 +643,14 @@ type AssessRequest struct {
 	// key gets the original answer with `replayed = true`. At most 128 bytes.
 	IdempotencyKey string `protobuf:"bytes,11,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Optional. HTTP headers of the end user's request, as "name: value" strings, passed upstream.
-	Headers       []string `protobuf:"bytes,12,rep,name=headers,proto3" json:"headers,omitempty"`
+	Headers []string `protobuf:"bytes,12,rep,name=headers,proto3" json:"headers,omitempty"`
+	// Optional. Which kind of client made the token, so the sidecar can choose its key when the
+	// request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+	// (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+	// keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+	// that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+	// answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+	ClientType    ClientType `protobuf:"varint,13,opt,name=client_type,json=clientType,proto3,enum=recaptcha.sidecar.v1.ClientType" json:"client_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -691,6 +769,13 @@ func (x *AssessRequest) GetHeaders() []string {
 	return nil
 }
 
+func (x *AssessRequest) GetClientType() ClientType {
+	if x != nil {
+		return x.ClientType
+	}
+	return ClientType_CLIENT_TYPE_UNSPECIFIED
+}
+
 // UserId is one identifier of an end user's account.
 type UserId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -799,7 +884,10 @@ func (*UserId_Username) isUserId_Id() {}
 type AssessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only. Whether the app should let the request through: true for VERDICT_PASSED and
-	// VERDICT_FAILED_AUDIT.
+	// VERDICT_FAILED_AUDIT (a failed rule in audit mode, or an unchecked token the action's
+	// failure policy opens); for VERDICT_CLIENT_TYPE_MISSING and VERDICT_KEYS_MISSING only when
+	// the action's `on_client_type_missing` / `on_keys_missing` is `open` or the action is in
+	// audit mode.
 	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	// Output only. The policy's verdict.
 	Verdict Verdict `protobuf:"varint,2,opt,name=verdict,proto3,enum=recaptcha.sidecar.v1.Verdict" json:"verdict,omitempty"`
@@ -1216,7 +1304,7 @@ var File_recaptcha_sidecar_v1_sidecar_proto protoreflect.FileDescriptor
 
 const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\n" +
-	"\"recaptcha/sidecar/v1/sidecar.proto\x12\x14recaptcha.sidecar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n" +
+	"\"recaptcha/sidecar/v1/sidecar.proto\x12\x14recaptcha.sidecar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n" +
 	"\rAssessRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12'\n" +
 	"\x0fexpected_action\x18\x02 \x01(\tR\x0eexpectedAction\x12\x19\n" +
@@ -1232,7 +1320,9 @@ const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\buser_ids\x18\n" +
 	" \x03(\v2\x1c.recaptcha.sidecar.v1.UserIdR\auserIds\x12'\n" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12\x18\n" +
-	"\aheaders\x18\f \x03(\tR\aheaders\"i\n" +
+	"\aheaders\x18\f \x03(\tR\aheaders\x12A\n" +
+	"\vclient_type\x18\r \x01(\x0e2 .recaptcha.sidecar.v1.ClientTypeR\n" +
+	"clientType\"i\n" +
 	"\x06UserId\x12\x16\n" +
 	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12#\n" +
 	"\fphone_number\x18\x02 \x01(\tH\x00R\vphoneNumber\x12\x1c\n" +
@@ -1279,11 +1369,19 @@ const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"event_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"X\n" +
 	"\x10AnnotateResponse\x12D\n" +
 	"\bdelivery\x18\x01 \x01(\x0e2(.recaptcha.sidecar.v1.AnnotationDeliveryR\bdelivery*l\n" +
+	"\n" +
+	"ClientType\x12\x1b\n" +
+	"\x17CLIENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fCLIENT_TYPE_WEB\x10\x01\x12\x17\n" +
+	"\x13CLIENT_TYPE_ANDROID\x10\x02\x12\x13\n" +
+	"\x0fCLIENT_TYPE_IOS\x10\x03*\xa7\x01\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eVERDICT_PASSED\x10\x01\x12\x18\n" +
 	"\x14VERDICT_FAILED_AUDIT\x10\x02\x12\x1a\n" +
-	"\x16VERDICT_FAILED_ENFORCE\x10\x03*\xc9\x01\n" +
+	"\x16VERDICT_FAILED_ENFORCE\x10\x03\x12\x1f\n" +
+	"\x1bVERDICT_CLIENT_TYPE_MISSING\x10\x04\x12\x18\n" +
+	"\x14VERDICT_KEYS_MISSING\x10\x05*\xc9\x01\n" +
 	"\vTokenStatus\x12\x1c\n" +
 	"\x18TOKEN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_STATUS_VALID\x10\x01\x12\x18\n" +
@@ -1361,45 +1459,47 @@ func file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP() []byte {
 	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescData
 }
 
-var file_recaptcha_sidecar_v1_sidecar_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_recaptcha_sidecar_v1_sidecar_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_recaptcha_sidecar_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_recaptcha_sidecar_v1_sidecar_proto_goTypes = []any{
-	(Verdict)(0),                  // 0: recaptcha.sidecar.v1.Verdict
-	(TokenStatus)(0),              // 1: recaptcha.sidecar.v1.TokenStatus
-	(RecommendedAction)(0),        // 2: recaptcha.sidecar.v1.RecommendedAction
-	(Annotation)(0),               // 3: recaptcha.sidecar.v1.Annotation
-	(AnnotationReason)(0),         // 4: recaptcha.sidecar.v1.AnnotationReason
-	(TransactionEventType)(0),     // 5: recaptcha.sidecar.v1.TransactionEventType
-	(AnnotationDelivery)(0),       // 6: recaptcha.sidecar.v1.AnnotationDelivery
-	(*AssessRequest)(nil),         // 7: recaptcha.sidecar.v1.AssessRequest
-	(*UserId)(nil),                // 8: recaptcha.sidecar.v1.UserId
-	(*AssessResponse)(nil),        // 9: recaptcha.sidecar.v1.AssessResponse
-	(*AnnotateRequest)(nil),       // 10: recaptcha.sidecar.v1.AnnotateRequest
-	(*TransactionEvent)(nil),      // 11: recaptcha.sidecar.v1.TransactionEvent
-	(*AnnotateResponse)(nil),      // 12: recaptcha.sidecar.v1.AnnotateResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(ClientType)(0),               // 0: recaptcha.sidecar.v1.ClientType
+	(Verdict)(0),                  // 1: recaptcha.sidecar.v1.Verdict
+	(TokenStatus)(0),              // 2: recaptcha.sidecar.v1.TokenStatus
+	(RecommendedAction)(0),        // 3: recaptcha.sidecar.v1.RecommendedAction
+	(Annotation)(0),               // 4: recaptcha.sidecar.v1.Annotation
+	(AnnotationReason)(0),         // 5: recaptcha.sidecar.v1.AnnotationReason
+	(TransactionEventType)(0),     // 6: recaptcha.sidecar.v1.TransactionEventType
+	(AnnotationDelivery)(0),       // 7: recaptcha.sidecar.v1.AnnotationDelivery
+	(*AssessRequest)(nil),         // 8: recaptcha.sidecar.v1.AssessRequest
+	(*UserId)(nil),                // 9: recaptcha.sidecar.v1.UserId
+	(*AssessResponse)(nil),        // 10: recaptcha.sidecar.v1.AssessResponse
+	(*AnnotateRequest)(nil),       // 11: recaptcha.sidecar.v1.AnnotateRequest
+	(*TransactionEvent)(nil),      // 12: recaptcha.sidecar.v1.TransactionEvent
+	(*AnnotateResponse)(nil),      // 13: recaptcha.sidecar.v1.AnnotateResponse
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_recaptcha_sidecar_v1_sidecar_proto_depIdxs = []int32{
-	8,  // 0: recaptcha.sidecar.v1.AssessRequest.user_ids:type_name -> recaptcha.sidecar.v1.UserId
-	0,  // 1: recaptcha.sidecar.v1.AssessResponse.verdict:type_name -> recaptcha.sidecar.v1.Verdict
-	1,  // 2: recaptcha.sidecar.v1.AssessResponse.token_status:type_name -> recaptcha.sidecar.v1.TokenStatus
-	13, // 3: recaptcha.sidecar.v1.AssessResponse.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 4: recaptcha.sidecar.v1.AssessResponse.recommended_action:type_name -> recaptcha.sidecar.v1.RecommendedAction
-	3,  // 5: recaptcha.sidecar.v1.AnnotateRequest.annotation:type_name -> recaptcha.sidecar.v1.Annotation
-	4,  // 6: recaptcha.sidecar.v1.AnnotateRequest.reasons:type_name -> recaptcha.sidecar.v1.AnnotationReason
-	11, // 7: recaptcha.sidecar.v1.AnnotateRequest.transaction_event:type_name -> recaptcha.sidecar.v1.TransactionEvent
-	5,  // 8: recaptcha.sidecar.v1.TransactionEvent.event_type:type_name -> recaptcha.sidecar.v1.TransactionEventType
-	13, // 9: recaptcha.sidecar.v1.TransactionEvent.event_time:type_name -> google.protobuf.Timestamp
-	6,  // 10: recaptcha.sidecar.v1.AnnotateResponse.delivery:type_name -> recaptcha.sidecar.v1.AnnotationDelivery
-	7,  // 11: recaptcha.sidecar.v1.VerificationService.Assess:input_type -> recaptcha.sidecar.v1.AssessRequest
-	10, // 12: recaptcha.sidecar.v1.VerificationService.Annotate:input_type -> recaptcha.sidecar.v1.AnnotateRequest
-	9,  // 13: recaptcha.sidecar.v1.VerificationService.Assess:output_type -> recaptcha.sidecar.v1.AssessResponse
-	12, // 14: recaptcha.sidecar.v1.VerificationService.Annotate:output_type -> recaptcha.sidecar.v1.AnnotateResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 0: recaptcha.sidecar.v1.AssessRequest.user_ids:type_name -> recaptcha.sidecar.v1.UserId
+	0,  // 1: recaptcha.sidecar.v1.AssessRequest.client_type:type_name -> recaptcha.sidecar.v1.ClientType
+	1,  // 2: recaptcha.sidecar.v1.AssessResponse.verdict:type_name -> recaptcha.sidecar.v1.Verdict
+	2,  // 3: recaptcha.sidecar.v1.AssessResponse.token_status:type_name -> recaptcha.sidecar.v1.TokenStatus
+	14, // 4: recaptcha.sidecar.v1.AssessResponse.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 5: recaptcha.sidecar.v1.AssessResponse.recommended_action:type_name -> recaptcha.sidecar.v1.RecommendedAction
+	4,  // 6: recaptcha.sidecar.v1.AnnotateRequest.annotation:type_name -> recaptcha.sidecar.v1.Annotation
+	5,  // 7: recaptcha.sidecar.v1.AnnotateRequest.reasons:type_name -> recaptcha.sidecar.v1.AnnotationReason
+	12, // 8: recaptcha.sidecar.v1.AnnotateRequest.transaction_event:type_name -> recaptcha.sidecar.v1.TransactionEvent
+	6,  // 9: recaptcha.sidecar.v1.TransactionEvent.event_type:type_name -> recaptcha.sidecar.v1.TransactionEventType
+	14, // 10: recaptcha.sidecar.v1.TransactionEvent.event_time:type_name -> google.protobuf.Timestamp
+	7,  // 11: recaptcha.sidecar.v1.AnnotateResponse.delivery:type_name -> recaptcha.sidecar.v1.AnnotationDelivery
+	8,  // 12: recaptcha.sidecar.v1.VerificationService.Assess:input_type -> recaptcha.sidecar.v1.AssessRequest
+	11, // 13: recaptcha.sidecar.v1.VerificationService.Annotate:input_type -> recaptcha.sidecar.v1.AnnotateRequest
+	10, // 14: recaptcha.sidecar.v1.VerificationService.Assess:output_type -> recaptcha.sidecar.v1.AssessResponse
+	13, // 15: recaptcha.sidecar.v1.VerificationService.Annotate:output_type -> recaptcha.sidecar.v1.AnnotateResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_recaptcha_sidecar_v1_sidecar_proto_init() }
@@ -1417,7 +1517,7 @@ func file_recaptcha_sidecar_v1_sidecar_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recaptcha_sidecar_v1_sidecar_proto_rawDesc), len(file_recaptcha_sidecar_v1_sidecar_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,

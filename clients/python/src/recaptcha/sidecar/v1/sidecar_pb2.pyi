@@ -10,12 +10,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClientType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLIENT_TYPE_UNSPECIFIED: _ClassVar[ClientType]
+    CLIENT_TYPE_WEB: _ClassVar[ClientType]
+    CLIENT_TYPE_ANDROID: _ClassVar[ClientType]
+    CLIENT_TYPE_IOS: _ClassVar[ClientType]
+
 class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VERDICT_UNSPECIFIED: _ClassVar[Verdict]
     VERDICT_PASSED: _ClassVar[Verdict]
     VERDICT_FAILED_AUDIT: _ClassVar[Verdict]
     VERDICT_FAILED_ENFORCE: _ClassVar[Verdict]
+    VERDICT_CLIENT_TYPE_MISSING: _ClassVar[Verdict]
+    VERDICT_KEYS_MISSING: _ClassVar[Verdict]
 
 class TokenStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -85,10 +94,16 @@ class AnnotationDelivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ANNOTATION_DELIVERY_UNSPECIFIED: _ClassVar[AnnotationDelivery]
     ANNOTATION_DELIVERY_QUEUED: _ClassVar[AnnotationDelivery]
     ANNOTATION_DELIVERY_DELIVERED: _ClassVar[AnnotationDelivery]
+CLIENT_TYPE_UNSPECIFIED: ClientType
+CLIENT_TYPE_WEB: ClientType
+CLIENT_TYPE_ANDROID: ClientType
+CLIENT_TYPE_IOS: ClientType
 VERDICT_UNSPECIFIED: Verdict
 VERDICT_PASSED: Verdict
 VERDICT_FAILED_AUDIT: Verdict
 VERDICT_FAILED_ENFORCE: Verdict
+VERDICT_CLIENT_TYPE_MISSING: Verdict
+VERDICT_KEYS_MISSING: Verdict
 TOKEN_STATUS_UNSPECIFIED: TokenStatus
 TOKEN_STATUS_VALID: TokenStatus
 TOKEN_STATUS_EXPIRED: TokenStatus
@@ -142,7 +157,7 @@ ANNOTATION_DELIVERY_QUEUED: AnnotationDelivery
 ANNOTATION_DELIVERY_DELIVERED: AnnotationDelivery
 
 class AssessRequest(_message.Message):
-    __slots__ = ("token", "expected_action", "site_key", "user_ip_address", "user_agent", "ja3", "ja4", "requested_uri", "account_id", "user_ids", "idempotency_key", "headers")
+    __slots__ = ("token", "expected_action", "site_key", "user_ip_address", "user_agent", "ja3", "ja4", "requested_uri", "account_id", "user_ids", "idempotency_key", "headers", "client_type")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_ACTION_FIELD_NUMBER: _ClassVar[int]
     SITE_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +170,7 @@ class AssessRequest(_message.Message):
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     token: str
     expected_action: str
     site_key: str
@@ -167,7 +183,8 @@ class AssessRequest(_message.Message):
     user_ids: _containers.RepeatedCompositeFieldContainer[UserId]
     idempotency_key: str
     headers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, token: _Optional[str] = ..., expected_action: _Optional[str] = ..., site_key: _Optional[str] = ..., user_ip_address: _Optional[str] = ..., user_agent: _Optional[str] = ..., ja3: _Optional[str] = ..., ja4: _Optional[str] = ..., requested_uri: _Optional[str] = ..., account_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[_Union[UserId, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Iterable[str]] = ...) -> None: ...
+    client_type: ClientType
+    def __init__(self, token: _Optional[str] = ..., expected_action: _Optional[str] = ..., site_key: _Optional[str] = ..., user_ip_address: _Optional[str] = ..., user_agent: _Optional[str] = ..., ja3: _Optional[str] = ..., ja4: _Optional[str] = ..., requested_uri: _Optional[str] = ..., account_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[_Union[UserId, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Iterable[str]] = ..., client_type: _Optional[_Union[ClientType, str]] = ...) -> None: ...
 
 class UserId(_message.Message):
     __slots__ = ("email", "phone_number", "username")

@@ -33,6 +33,56 @@ export const protobufFileName = "recaptcha/sidecar/v1/sidecar.proto";
  * (RESOURCE_EXHAUSTED) and for listener authentication (UNAUTHENTICATED).
  */
 
+/** ClientType says which kind of client obtained the token (reCAPTCHA keys are per platform). */
+export enum ClientType {
+  /** CLIENT_TYPE_UNSPECIFIED - Not said; see AssessRequest.client_type. */
+  CLIENT_TYPE_UNSPECIFIED = 0,
+  /** CLIENT_TYPE_WEB - A web page (grecaptcha.enterprise.execute()). */
+  CLIENT_TYPE_WEB = 1,
+  /** CLIENT_TYPE_ANDROID - An Android app (the reCAPTCHA Android SDK). */
+  CLIENT_TYPE_ANDROID = 2,
+  /** CLIENT_TYPE_IOS - An iOS app (the reCAPTCHA iOS SDK). */
+  CLIENT_TYPE_IOS = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function clientTypeFromJSON(object: any): ClientType {
+  switch (object) {
+    case 0:
+    case "CLIENT_TYPE_UNSPECIFIED":
+      return ClientType.CLIENT_TYPE_UNSPECIFIED;
+    case 1:
+    case "CLIENT_TYPE_WEB":
+      return ClientType.CLIENT_TYPE_WEB;
+    case 2:
+    case "CLIENT_TYPE_ANDROID":
+      return ClientType.CLIENT_TYPE_ANDROID;
+    case 3:
+    case "CLIENT_TYPE_IOS":
+      return ClientType.CLIENT_TYPE_IOS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ClientType.UNRECOGNIZED;
+  }
+}
+
+export function clientTypeToJSON(object: ClientType): string {
+  switch (object) {
+    case ClientType.CLIENT_TYPE_UNSPECIFIED:
+      return "CLIENT_TYPE_UNSPECIFIED";
+    case ClientType.CLIENT_TYPE_WEB:
+      return "CLIENT_TYPE_WEB";
+    case ClientType.CLIENT_TYPE_ANDROID:
+      return "CLIENT_TYPE_ANDROID";
+    case ClientType.CLIENT_TYPE_IOS:
+      return "CLIENT_TYPE_IOS";
+    case ClientType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Verdict mirrors Identity Platform's reCAPTCHA verdict_count metric. */
 export enum Verdict {
   /** VERDICT_UNSPECIFIED - Never returned. */
@@ -43,6 +93,18 @@ export enum Verdict {
   VERDICT_FAILED_AUDIT = 2,
   /** VERDICT_FAILED_ENFORCE - A rule failed and the action is in enforce mode: `allowed` is false. */
   VERDICT_FAILED_ENFORCE = 3,
+  /**
+   * VERDICT_CLIENT_TYPE_MISSING - The request named neither a site key nor a client type, and the sidecar has keys for two or
+   * more client types: it cannot tell which key the token belongs to. TOKEN_STATUS_UNCHECKED; no
+   * upstream call. `allowed` follows the action's `on_client_type_missing` (default closed).
+   */
+  VERDICT_CLIENT_TYPE_MISSING = 4,
+  /**
+   * VERDICT_KEYS_MISSING - No key could be had for the request (none configured for its client type, for express, or at
+   * all). TOKEN_STATUS_UNCHECKED; no upstream call. `allowed` follows the action's
+   * `on_keys_missing` (default closed).
+   */
+  VERDICT_KEYS_MISSING = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -60,6 +122,12 @@ export function verdictFromJSON(object: any): Verdict {
     case 3:
     case "VERDICT_FAILED_ENFORCE":
       return Verdict.VERDICT_FAILED_ENFORCE;
+    case 4:
+    case "VERDICT_CLIENT_TYPE_MISSING":
+      return Verdict.VERDICT_CLIENT_TYPE_MISSING;
+    case 5:
+    case "VERDICT_KEYS_MISSING":
+      return Verdict.VERDICT_KEYS_MISSING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -77,6 +145,10 @@ export function verdictToJSON(object: Verdict): string {
       return "VERDICT_FAILED_AUDIT";
     case Verdict.VERDICT_FAILED_ENFORCE:
       return "VERDICT_FAILED_ENFORCE";
+    case Verdict.VERDICT_CLIENT_TYPE_MISSING:
+      return "VERDICT_CLIENT_TYPE_MISSING";
+    case Verdict.VERDICT_KEYS_MISSING:
+      return "VERDICT_KEYS_MISSING";
     case Verdict.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -98,8 +170,9 @@ export enum TokenStatus {
   /** TOKEN_STATUS_MISSING - The request had no token. */
   TOKEN_STATUS_MISSING = 5,
   /**
-   * TOKEN_STATUS_UNCHECKED - No answer could be had (upstream or replay store unavailable, deadline, outcome unknown):
-   * the action's failure policy decided.
+   * TOKEN_STATUS_UNCHECKED - No answer could be had (upstream or replay store unavailable, deadline, outcome unknown, no
+   * key for the request: VERDICT_CLIENT_TYPE_MISSING, VERDICT_KEYS_MISSING): the action's failure
+   * policy decided.
    */
   TOKEN_STATUS_UNCHECKED = 6,
   UNRECOGNIZED = -1,
@@ -592,8 +665,9 @@ export interface AssessRequest {
    */
   expectedAction: string;
   /**
-   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-   * configured default site key.
+   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+   * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+   * `client_type`).
    */
   siteKey: string;
   /**
@@ -624,6 +698,15 @@ export interface AssessRequest {
   idempotencyKey: string;
   /** Optional. HTTP headers of the end user's request, as "name: value" strings, passed upstream. */
   headers: string[];
+  /**
+   * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+   * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+   * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+   * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+   * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+   * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+   */
+  clientType: ClientType;
 }
 
 /** UserId is one identifier of an end user's account. */
@@ -644,7 +727,10 @@ export interface UserId {
 export interface AssessResponse {
   /**
    * Output only. Whether the app should let the request through: true for VERDICT_PASSED and
-   * VERDICT_FAILED_AUDIT.
+   * VERDICT_FAILED_AUDIT (a failed rule in audit mode, or an unchecked token the action's
+   * failure policy opens); for VERDICT_CLIENT_TYPE_MISSING and VERDICT_KEYS_MISSING only when
+   * the action's `on_client_type_missing` / `on_keys_missing` is `open` or the action is in
+   * audit mode.
    */
   allowed: boolean;
   /** Output only. The policy's verdict. */
@@ -756,6 +842,7 @@ function createBaseAssessRequest(): AssessRequest {
     userIds: [],
     idempotencyKey: "",
     headers: [],
+    clientType: 0,
   };
 }
 
@@ -796,6 +883,9 @@ export const AssessRequest: MessageFns<AssessRequest> = {
     }
     for (const v of message.headers) {
       writer.uint32(98).string(v!);
+    }
+    if (message.clientType !== 0) {
+      writer.uint32(104).int32(message.clientType);
     }
     return writer;
   },
@@ -909,6 +999,14 @@ export const AssessRequest: MessageFns<AssessRequest> = {
             message.headers.push(reader.string());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.clientType = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -969,6 +1067,11 @@ export const AssessRequest: MessageFns<AssessRequest> = {
       headers: globalThis.Array.isArray(object?.headers)
         ? object.headers.map((e: any) => globalThis.String(e))
         : [],
+      clientType: isSet(object.clientType)
+        ? clientTypeFromJSON(object.clientType)
+        : isSet(object.client_type)
+        ? clientTypeFromJSON(object.client_type)
+        : 0,
     };
   },
 
@@ -1010,6 +1113,9 @@ export const AssessRequest: MessageFns<AssessRequest> = {
     if (message.headers?.length) {
       obj.headers = message.headers;
     }
+    if (message.clientType !== 0) {
+      obj.clientType = clientTypeToJSON(message.clientType);
+    }
     return obj;
   },
 
@@ -1030,6 +1136,7 @@ export const AssessRequest: MessageFns<AssessRequest> = {
     message.userIds = object.userIds?.map((e) => UserId.fromPartial(e)) || [];
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.headers = object.headers?.map((e) => e) || [];
+    message.clientType = object.clientType ?? 0;
     return message;
   },
 };

@@ -134,7 +134,7 @@ public enum Annotation
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(3);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(4);
   }
 
   private static final Annotation[] VALUES = values();

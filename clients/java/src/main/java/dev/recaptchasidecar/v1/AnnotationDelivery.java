@@ -134,7 +134,7 @@ public enum AnnotationDelivery
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(6);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(7);
   }
 
   private static final AnnotationDelivery[] VALUES = values();

@@ -339,7 +339,7 @@ public enum AnnotationReason
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(4);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(5);
   }
 
   private static final AnnotationReason[] VALUES = values();

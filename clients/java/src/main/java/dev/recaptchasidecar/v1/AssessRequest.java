@@ -45,6 +45,7 @@ private static final long serialVersionUID = 0L;
     idempotencyKey_ = "";
     headers_ =
         com.google.protobuf.LazyStringArrayList.emptyList();
+    clientType_ = 0;
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -170,8 +171,9 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object siteKey_ = "";
   /**
    * <pre>
-   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-   * configured default site key.
+   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+   * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+   * `client_type`).
    * </pre>
    *
    * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -192,8 +194,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-   * configured default site key.
+   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+   * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+   * `client_type`).
    * </pre>
    *
    * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -665,6 +668,42 @@ private static final long serialVersionUID = 0L;
     return headers_.getByteString(index);
   }
 
+  public static final int CLIENT_TYPE_FIELD_NUMBER = 13;
+  private int clientType_ = 0;
+  /**
+   * <pre>
+   * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+   * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+   * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+   * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+   * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+   * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+   * @return The enum numeric value on the wire for clientType.
+   */
+  @java.lang.Override public int getClientTypeValue() {
+    return clientType_;
+  }
+  /**
+   * <pre>
+   * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+   * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+   * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+   * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+   * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+   * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+   * @return The clientType.
+   */
+  @java.lang.Override public dev.recaptchasidecar.v1.ClientType getClientType() {
+    dev.recaptchasidecar.v1.ClientType result = dev.recaptchasidecar.v1.ClientType.forNumber(clientType_);
+    return result == null ? dev.recaptchasidecar.v1.ClientType.UNRECOGNIZED : result;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -714,6 +753,9 @@ private static final long serialVersionUID = 0L;
     }
     for (int i = 0; i < headers_.size(); i++) {
       com.google.protobuf.GeneratedMessage.writeString(output, 12, headers_.getRaw(i));
+    }
+    if (clientType_ != dev.recaptchasidecar.v1.ClientType.CLIENT_TYPE_UNSPECIFIED.getNumber()) {
+      output.writeEnum(13, clientType_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -766,6 +808,10 @@ private static final long serialVersionUID = 0L;
       size += dataSize;
       size += 1 * getHeadersList().size();
     }
+    if (clientType_ != dev.recaptchasidecar.v1.ClientType.CLIENT_TYPE_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(13, clientType_);
+    }
     return size;
   }
   @java.lang.Override
@@ -814,6 +860,7 @@ private static final long serialVersionUID = 0L;
         .equals(other.getIdempotencyKey())) return false;
     if (!getHeadersList()
         .equals(other.getHeadersList())) return false;
+    if (clientType_ != other.clientType_) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -853,6 +900,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + HEADERS_FIELD_NUMBER;
       hash = (53 * hash) + getHeadersList().hashCode();
     }
+    hash = (37 * hash) + CLIENT_TYPE_FIELD_NUMBER;
+    hash = (53 * hash) + clientType_;
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1007,6 +1056,7 @@ private static final long serialVersionUID = 0L;
       idempotencyKey_ = "";
       headers_ =
           com.google.protobuf.LazyStringArrayList.emptyList();
+      clientType_ = 0;
       return this;
     }
 
@@ -1086,6 +1136,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000800) != 0)) {
         headers_.makeImmutable();
         result.headers_ = headers_;
+      }
+      if (((from_bitField0_ & 0x00001000) != 0)) {
+        result.clientType_ = clientType_;
       }
     }
 
@@ -1187,6 +1240,9 @@ private static final long serialVersionUID = 0L;
         }
         onChanged();
       }
+      if (other.clientType_ != 0) {
+        setClientTypeValue(other.getClientTypeValue());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1279,6 +1335,11 @@ private static final long serialVersionUID = 0L;
               headers_.add(input.readStringRequireUtf8());
               break;
             } // case 98
+            case 104: {
+              clientType_ = input.readEnum();
+              bitField0_ |= 0x00001000;
+              break;
+            } // case 104
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1498,8 +1559,9 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object siteKey_ = "";
     /**
      * <pre>
-     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-     * configured default site key.
+     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+     * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+     * `client_type`).
      * </pre>
      *
      * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -1519,8 +1581,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-     * configured default site key.
+     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+     * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+     * `client_type`).
      * </pre>
      *
      * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -1541,8 +1604,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-     * configured default site key.
+     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+     * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+     * `client_type`).
      * </pre>
      *
      * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -1559,8 +1623,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-     * configured default site key.
+     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+     * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+     * `client_type`).
      * </pre>
      *
      * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -1574,8 +1639,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-     * configured default site key.
+     * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+     * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+     * `client_type`).
      * </pre>
      *
      * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -2705,6 +2771,103 @@ private static final long serialVersionUID = 0L;
       ensureHeadersIsMutable();
       headers_.add(value);
       bitField0_ |= 0x00000800;
+      onChanged();
+      return this;
+    }
+
+    private int clientType_ = 0;
+    /**
+     * <pre>
+     * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+     * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+     * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+     * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+     * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+     * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+     * @return The enum numeric value on the wire for clientType.
+     */
+    @java.lang.Override public int getClientTypeValue() {
+      return clientType_;
+    }
+    /**
+     * <pre>
+     * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+     * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+     * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+     * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+     * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+     * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+     * @param value The enum numeric value on the wire for clientType to set.
+     * @return This builder for chaining.
+     */
+    public Builder setClientTypeValue(int value) {
+      clientType_ = value;
+      bitField0_ |= 0x00001000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+     * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+     * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+     * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+     * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+     * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+     * @return The clientType.
+     */
+    @java.lang.Override
+    public dev.recaptchasidecar.v1.ClientType getClientType() {
+      dev.recaptchasidecar.v1.ClientType result = dev.recaptchasidecar.v1.ClientType.forNumber(clientType_);
+      return result == null ? dev.recaptchasidecar.v1.ClientType.UNRECOGNIZED : result;
+    }
+    /**
+     * <pre>
+     * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+     * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+     * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+     * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+     * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+     * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+     * @param value The clientType to set.
+     * @throws IllegalArgumentException if UNRECOGNIZED is provided.
+     * @return This builder for chaining.
+     */
+    public Builder setClientType(dev.recaptchasidecar.v1.ClientType value) {
+      java.util.Objects.requireNonNull(value);
+      bitField0_ |= 0x00001000;
+      clientType_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+     * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+     * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+     * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+     * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+     * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearClientType() {
+      bitField0_ = (bitField0_ & ~0x00001000);
+      clientType_ = 0;
       onChanged();
       return this;
     }

@@ -58,8 +58,9 @@ public interface AssessRequestOrBuilder extends
 
   /**
    * <pre>
-   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-   * configured default site key.
+   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+   * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+   * `client_type`).
    * </pre>
    *
    * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -68,8 +69,9 @@ public interface AssessRequestOrBuilder extends
   java.lang.String getSiteKey();
   /**
    * <pre>
-   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar's
-   * configured default site key.
+   * Optional. The reCAPTCHA site key the token was created with. Empty means the sidecar
+   * chooses: by `client_type` from its `site_keys` setting, else its default `site_key` (see
+   * `client_type`).
    * </pre>
    *
    * <code>string site_key = 3 [json_name = "siteKey"];</code>
@@ -310,4 +312,33 @@ public interface AssessRequestOrBuilder extends
    */
   com.google.protobuf.ByteString
       getHeadersBytes(int index);
+
+  /**
+   * <pre>
+   * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+   * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+   * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+   * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+   * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+   * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+   * @return The enum numeric value on the wire for clientType.
+   */
+  int getClientTypeValue();
+  /**
+   * <pre>
+   * Optional. Which kind of client made the token, so the sidecar can choose its key when the
+   * request names no `site_key`: `site_keys[client_type]` when the sidecar has per-client keys
+   * (VERDICT_KEYS_MISSING when it has none for this type). Without a client type, a sidecar with
+   * keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
+   * that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
+   * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.ClientType client_type = 13 [json_name = "clientType"];</code>
+   * @return The clientType.
+   */
+  dev.recaptchasidecar.v1.ClientType getClientType();
 }

@@ -13,7 +13,10 @@ public interface AssessResponseOrBuilder extends
   /**
    * <pre>
    * Output only. Whether the app should let the request through: true for VERDICT_PASSED and
-   * VERDICT_FAILED_AUDIT.
+   * VERDICT_FAILED_AUDIT (a failed rule in audit mode, or an unchecked token the action's
+   * failure policy opens); for VERDICT_CLIENT_TYPE_MISSING and VERDICT_KEYS_MISSING only when
+   * the action's `on_client_type_missing` / `on_keys_missing` is `open` or the action is in
+   * audit mode.
    * </pre>
    *
    * <code>bool allowed = 1 [json_name = "allowed"];</code>

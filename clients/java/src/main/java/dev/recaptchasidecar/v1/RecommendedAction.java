@@ -151,7 +151,7 @@ public enum RecommendedAction
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(2);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(3);
   }
 
   private static final RecommendedAction[] VALUES = values();

@@ -67,7 +67,7 @@ public final class SidecarProto extends com.google.protobuf.GeneratedFile {
     java.lang.String[] descriptorData = {
       "\n\"recaptcha/sidecar/v1/sidecar.proto\022\024re" +
       "captcha.sidecar.v1\032\037google/protobuf/time" +
-      "stamp.proto\"\224\003\n\rAssessRequest\022\024\n\005token\030\001" +
+      "stamp.proto\"\327\003\n\rAssessRequest\022\024\n\005token\030\001" +
       " \001(\tR\005token\022\'\n\017expected_action\030\002 \001(\tR\016ex" +
       "pectedAction\022\031\n\010site_key\030\003 \001(\tR\007siteKey\022" +
       "&\n\017user_ip_address\030\004 \001(\tR\ruserIpAddress\022" +
@@ -77,108 +77,114 @@ public final class SidecarProto extends com.google.protobuf.GeneratedFile {
       "\001(\tR\taccountId\0227\n\010user_ids\030\n \003(\0132\034.recap" +
       "tcha.sidecar.v1.UserIdR\007userIds\022\'\n\017idemp" +
       "otency_key\030\013 \001(\tR\016idempotencyKey\022\030\n\007head" +
-      "ers\030\014 \003(\tR\007headers\"i\n\006UserId\022\026\n\005email\030\001 " +
-      "\001(\tH\000R\005email\022#\n\014phone_number\030\002 \001(\tH\000R\013ph" +
-      "oneNumber\022\034\n\010username\030\003 \001(\tH\000R\010usernameB" +
-      "\004\n\002id\"\200\006\n\016AssessResponse\022\030\n\007allowed\030\001 \001(" +
-      "\010R\007allowed\0227\n\007verdict\030\002 \001(\0162\035.recaptcha." +
-      "sidecar.v1.VerdictR\007verdict\022D\n\014token_sta" +
-      "tus\030\003 \001(\0162!.recaptcha.sidecar.v1.TokenSt" +
-      "atusR\013tokenStatus\022%\n\016invalid_reason\030\004 \001(" +
-      "\tR\rinvalidReason\022\024\n\005score\030\005 \001(\002R\005score\022\030" +
-      "\n\007reasons\030\006 \003(\tR\007reasons\022\026\n\006action\030\007 \001(\t" +
-      "R\006action\022\032\n\010hostname\030\010 \001(\tR\010hostname\022\'\n\017" +
-      "assessment_name\030\t \001(\tR\016assessmentName\0226\n" +
-      "\027account_defender_labels\030\n \003(\tR\025accountD" +
-      "efenderLabels\022\032\n\010replayed\030\013 \001(\010R\010replaye" +
-      "d\0220\n\024android_package_name\030\014 \001(\tR\022android" +
-      "PackageName\022\"\n\rios_bundle_id\030\r \001(\tR\013iosB" +
-      "undleId\022\034\n\tthreshold\030\016 \001(\002R\tthreshold\022;\n" +
-      "\013create_time\030\017 \001(\0132\032.google.protobuf.Tim" +
-      "estampR\ncreateTime\022V\n\022recommended_action" +
-      "\030\020 \001(\0162\'.recaptcha.sidecar.v1.Recommende" +
-      "dActionR\021recommendedAction\022\035\n\ndecided_by" +
-      "\030\021 \001(\tR\tdecidedBy\022%\n\016policy_version\030\022 \001(" +
-      "\tR\rpolicyVersion\"\336\002\n\017AnnotateRequest\022\'\n\017" +
-      "assessment_name\030\001 \001(\tR\016assessmentName\022@\n" +
-      "\nannotation\030\002 \001(\0162 .recaptcha.sidecar.v1" +
-      ".AnnotationR\nannotation\022@\n\007reasons\030\003 \003(\016" +
-      "2&.recaptcha.sidecar.v1.AnnotationReason" +
-      "R\007reasons\022\035\n\naccount_id\030\004 \001(\tR\taccountId" +
-      "\022S\n\021transaction_event\030\005 \001(\0132&.recaptcha." +
-      "sidecar.v1.TransactionEventR\020transaction" +
-      "Event\022*\n\021wait_for_upstream\030\006 \001(\010R\017waitFo" +
-      "rUpstream\"\306\001\n\020TransactionEvent\022I\n\nevent_" +
-      "type\030\001 \001(\0162*.recaptcha.sidecar.v1.Transa" +
-      "ctionEventTypeR\teventType\022\026\n\006reason\030\002 \001(" +
-      "\tR\006reason\022\024\n\005value\030\003 \001(\001R\005value\0229\n\nevent" +
-      "_time\030\004 \001(\0132\032.google.protobuf.TimestampR" +
-      "\teventTime\"X\n\020AnnotateResponse\022D\n\010delive" +
-      "ry\030\001 \001(\0162(.recaptcha.sidecar.v1.Annotati" +
-      "onDeliveryR\010delivery*l\n\007Verdict\022\027\n\023VERDI" +
-      "CT_UNSPECIFIED\020\000\022\022\n\016VERDICT_PASSED\020\001\022\030\n\024" +
-      "VERDICT_FAILED_AUDIT\020\002\022\032\n\026VERDICT_FAILED" +
-      "_ENFORCE\020\003*\311\001\n\013TokenStatus\022\034\n\030TOKEN_STAT" +
-      "US_UNSPECIFIED\020\000\022\026\n\022TOKEN_STATUS_VALID\020\001" +
-      "\022\030\n\024TOKEN_STATUS_EXPIRED\020\002\022\032\n\026TOKEN_STAT" +
-      "US_DUPLICATE\020\003\022\030\n\024TOKEN_STATUS_INVALID\020\004" +
-      "\022\030\n\024TOKEN_STATUS_MISSING\020\005\022\032\n\026TOKEN_STAT" +
-      "US_UNCHECKED\020\006*\225\001\n\021RecommendedAction\022\"\n\036" +
-      "RECOMMENDED_ACTION_UNSPECIFIED\020\000\022\034\n\030RECO" +
-      "MMENDED_ACTION_ALLOW\020\001\022 \n\034RECOMMENDED_AC" +
-      "TION_CHALLENGE\020\002\022\034\n\030RECOMMENDED_ACTION_B" +
-      "LOCK\020\003*^\n\nAnnotation\022\032\n\026ANNOTATION_UNSPE" +
-      "CIFIED\020\000\022\031\n\025ANNOTATION_LEGITIMATE\020\001\022\031\n\025A" +
-      "NNOTATION_FRAUDULENT\020\002*\340\004\n\020AnnotationRea" +
-      "son\022!\n\035ANNOTATION_REASON_UNSPECIFIED\020\000\022 " +
-      "\n\034ANNOTATION_REASON_CHARGEBACK\020\001\022(\n$ANNO" +
-      "TATION_REASON_PAYMENT_HEURISTICS\020\002\022\'\n#AN" +
-      "NOTATION_REASON_PASSED_TWO_FACTOR\020\003\022\'\n#A" +
-      "NNOTATION_REASON_FAILED_TWO_FACTOR\020\004\022&\n\"" +
-      "ANNOTATION_REASON_CORRECT_PASSWORD\020\005\022(\n$" +
-      "ANNOTATION_REASON_INCORRECT_PASSWORD\020\006\022*" +
-      "\n&ANNOTATION_REASON_INITIATED_TWO_FACTOR" +
-      "\020\007\022&\n\"ANNOTATION_REASON_CHARGEBACK_FRAUD" +
-      "\020\010\022(\n$ANNOTATION_REASON_CHARGEBACK_DISPU" +
-      "TE\020\t\022\034\n\030ANNOTATION_REASON_REFUND\020\n\022\"\n\036AN" +
-      "NOTATION_REASON_REFUND_FRAUD\020\013\022*\n&ANNOTA" +
-      "TION_REASON_TRANSACTION_ACCEPTED\020\014\022*\n&AN" +
-      "NOTATION_REASON_TRANSACTION_DECLINED\020\r\022!" +
-      "\n\035ANNOTATION_REASON_SOCIAL_SPAM\020\016*\330\006\n\024Tr" +
-      "ansactionEventType\022&\n\"TRANSACTION_EVENT_" +
-      "TYPE_UNSPECIFIED\020\000\022+\n\'TRANSACTION_EVENT_" +
-      "TYPE_MERCHANT_APPROVE\020\001\022(\n$TRANSACTION_E" +
-      "VENT_TYPE_MERCHANT_DENY\020\002\022(\n$TRANSACTION" +
-      "_EVENT_TYPE_MANUAL_REVIEW\020\003\022(\n$TRANSACTI" +
-      "ON_EVENT_TYPE_AUTHORIZATION\020\004\0220\n,TRANSAC" +
-      "TION_EVENT_TYPE_AUTHORIZATION_DECLINE\020\005\022" +
-      "*\n&TRANSACTION_EVENT_TYPE_PAYMENT_CAPTUR" +
-      "E\020\006\0222\n.TRANSACTION_EVENT_TYPE_PAYMENT_CA" +
-      "PTURE_DECLINE\020\007\022!\n\035TRANSACTION_EVENT_TYP" +
-      "E_CANCEL\020\010\022-\n)TRANSACTION_EVENT_TYPE_CHA" +
-      "RGEBACK_INQUIRY\020\t\022+\n\'TRANSACTION_EVENT_T" +
-      "YPE_CHARGEBACK_ALERT\020\n\022-\n)TRANSACTION_EV" +
-      "ENT_TYPE_FRAUD_NOTIFICATION\020\013\022%\n!TRANSAC" +
-      "TION_EVENT_TYPE_CHARGEBACK\020\014\0223\n/TRANSACT" +
-      "ION_EVENT_TYPE_CHARGEBACK_REPRESENTMENT\020" +
-      "\r\022-\n)TRANSACTION_EVENT_TYPE_CHARGEBACK_R" +
-      "EVERSE\020\016\022)\n%TRANSACTION_EVENT_TYPE_REFUN" +
-      "D_REQUEST\020\017\022)\n%TRANSACTION_EVENT_TYPE_RE" +
-      "FUND_DECLINE\020\020\022!\n\035TRANSACTION_EVENT_TYPE" +
-      "_REFUND\020\021\022)\n%TRANSACTION_EVENT_TYPE_REFU" +
-      "ND_REVERSE\020\022*|\n\022AnnotationDelivery\022#\n\037AN" +
-      "NOTATION_DELIVERY_UNSPECIFIED\020\000\022\036\n\032ANNOT" +
-      "ATION_DELIVERY_QUEUED\020\001\022!\n\035ANNOTATION_DE" +
-      "LIVERY_DELIVERED\020\0022\305\001\n\023VerificationServi" +
-      "ce\022S\n\006Assess\022#.recaptcha.sidecar.v1.Asse" +
-      "ssRequest\032$.recaptcha.sidecar.v1.AssessR" +
-      "esponse\022Y\n\010Annotate\022%.recaptcha.sidecar." +
-      "v1.AnnotateRequest\032&.recaptcha.sidecar.v" +
-      "1.AnnotateResponseB\212\001\n\027dev.recaptchaside" +
-      "car.v1B\014SidecarProtoP\001Z_github.com/recap" +
-      "tcha-sidecar/recaptcha-sidecar/clients/g" +
-      "o/recaptchasidecarv1;recaptchasidecarv1b" +
-      "\006proto3"
+      "ers\030\014 \003(\tR\007headers\022A\n\013client_type\030\r \001(\0162" +
+      " .recaptcha.sidecar.v1.ClientTypeR\nclien" +
+      "tType\"i\n\006UserId\022\026\n\005email\030\001 \001(\tH\000R\005email\022" +
+      "#\n\014phone_number\030\002 \001(\tH\000R\013phoneNumber\022\034\n\010" +
+      "username\030\003 \001(\tH\000R\010usernameB\004\n\002id\"\200\006\n\016Ass" +
+      "essResponse\022\030\n\007allowed\030\001 \001(\010R\007allowed\0227\n" +
+      "\007verdict\030\002 \001(\0162\035.recaptcha.sidecar.v1.Ve" +
+      "rdictR\007verdict\022D\n\014token_status\030\003 \001(\0162!.r" +
+      "ecaptcha.sidecar.v1.TokenStatusR\013tokenSt" +
+      "atus\022%\n\016invalid_reason\030\004 \001(\tR\rinvalidRea" +
+      "son\022\024\n\005score\030\005 \001(\002R\005score\022\030\n\007reasons\030\006 \003" +
+      "(\tR\007reasons\022\026\n\006action\030\007 \001(\tR\006action\022\032\n\010h" +
+      "ostname\030\010 \001(\tR\010hostname\022\'\n\017assessment_na" +
+      "me\030\t \001(\tR\016assessmentName\0226\n\027account_defe" +
+      "nder_labels\030\n \003(\tR\025accountDefenderLabels" +
+      "\022\032\n\010replayed\030\013 \001(\010R\010replayed\0220\n\024android_" +
+      "package_name\030\014 \001(\tR\022androidPackageName\022\"" +
+      "\n\rios_bundle_id\030\r \001(\tR\013iosBundleId\022\034\n\tth" +
+      "reshold\030\016 \001(\002R\tthreshold\022;\n\013create_time\030" +
+      "\017 \001(\0132\032.google.protobuf.TimestampR\ncreat" +
+      "eTime\022V\n\022recommended_action\030\020 \001(\0162\'.reca" +
+      "ptcha.sidecar.v1.RecommendedActionR\021reco" +
+      "mmendedAction\022\035\n\ndecided_by\030\021 \001(\tR\tdecid" +
+      "edBy\022%\n\016policy_version\030\022 \001(\tR\rpolicyVers" +
+      "ion\"\336\002\n\017AnnotateRequest\022\'\n\017assessment_na" +
+      "me\030\001 \001(\tR\016assessmentName\022@\n\nannotation\030\002" +
+      " \001(\0162 .recaptcha.sidecar.v1.AnnotationR\n" +
+      "annotation\022@\n\007reasons\030\003 \003(\0162&.recaptcha." +
+      "sidecar.v1.AnnotationReasonR\007reasons\022\035\n\n" +
+      "account_id\030\004 \001(\tR\taccountId\022S\n\021transacti" +
+      "on_event\030\005 \001(\0132&.recaptcha.sidecar.v1.Tr" +
+      "ansactionEventR\020transactionEvent\022*\n\021wait" +
+      "_for_upstream\030\006 \001(\010R\017waitForUpstream\"\306\001\n" +
+      "\020TransactionEvent\022I\n\nevent_type\030\001 \001(\0162*." +
+      "recaptcha.sidecar.v1.TransactionEventTyp" +
+      "eR\teventType\022\026\n\006reason\030\002 \001(\tR\006reason\022\024\n\005" +
+      "value\030\003 \001(\001R\005value\0229\n\nevent_time\030\004 \001(\0132\032" +
+      ".google.protobuf.TimestampR\teventTime\"X\n" +
+      "\020AnnotateResponse\022D\n\010delivery\030\001 \001(\0162(.re" +
+      "captcha.sidecar.v1.AnnotationDeliveryR\010d" +
+      "elivery*l\n\nClientType\022\033\n\027CLIENT_TYPE_UNS" +
+      "PECIFIED\020\000\022\023\n\017CLIENT_TYPE_WEB\020\001\022\027\n\023CLIEN" +
+      "T_TYPE_ANDROID\020\002\022\023\n\017CLIENT_TYPE_IOS\020\003*\247\001" +
+      "\n\007Verdict\022\027\n\023VERDICT_UNSPECIFIED\020\000\022\022\n\016VE" +
+      "RDICT_PASSED\020\001\022\030\n\024VERDICT_FAILED_AUDIT\020\002" +
+      "\022\032\n\026VERDICT_FAILED_ENFORCE\020\003\022\037\n\033VERDICT_" +
+      "CLIENT_TYPE_MISSING\020\004\022\030\n\024VERDICT_KEYS_MI" +
+      "SSING\020\005*\311\001\n\013TokenStatus\022\034\n\030TOKEN_STATUS_" +
+      "UNSPECIFIED\020\000\022\026\n\022TOKEN_STATUS_VALID\020\001\022\030\n" +
+      "\024TOKEN_STATUS_EXPIRED\020\002\022\032\n\026TOKEN_STATUS_" +
+      "DUPLICATE\020\003\022\030\n\024TOKEN_STATUS_INVALID\020\004\022\030\n" +
+      "\024TOKEN_STATUS_MISSING\020\005\022\032\n\026TOKEN_STATUS_" +
+      "UNCHECKED\020\006*\225\001\n\021RecommendedAction\022\"\n\036REC" +
+      "OMMENDED_ACTION_UNSPECIFIED\020\000\022\034\n\030RECOMME" +
+      "NDED_ACTION_ALLOW\020\001\022 \n\034RECOMMENDED_ACTIO" +
+      "N_CHALLENGE\020\002\022\034\n\030RECOMMENDED_ACTION_BLOC" +
+      "K\020\003*^\n\nAnnotation\022\032\n\026ANNOTATION_UNSPECIF" +
+      "IED\020\000\022\031\n\025ANNOTATION_LEGITIMATE\020\001\022\031\n\025ANNO" +
+      "TATION_FRAUDULENT\020\002*\340\004\n\020AnnotationReason" +
+      "\022!\n\035ANNOTATION_REASON_UNSPECIFIED\020\000\022 \n\034A" +
+      "NNOTATION_REASON_CHARGEBACK\020\001\022(\n$ANNOTAT" +
+      "ION_REASON_PAYMENT_HEURISTICS\020\002\022\'\n#ANNOT" +
+      "ATION_REASON_PASSED_TWO_FACTOR\020\003\022\'\n#ANNO" +
+      "TATION_REASON_FAILED_TWO_FACTOR\020\004\022&\n\"ANN" +
+      "OTATION_REASON_CORRECT_PASSWORD\020\005\022(\n$ANN" +
+      "OTATION_REASON_INCORRECT_PASSWORD\020\006\022*\n&A" +
+      "NNOTATION_REASON_INITIATED_TWO_FACTOR\020\007\022" +
+      "&\n\"ANNOTATION_REASON_CHARGEBACK_FRAUD\020\010\022" +
+      "(\n$ANNOTATION_REASON_CHARGEBACK_DISPUTE\020" +
+      "\t\022\034\n\030ANNOTATION_REASON_REFUND\020\n\022\"\n\036ANNOT" +
+      "ATION_REASON_REFUND_FRAUD\020\013\022*\n&ANNOTATIO" +
+      "N_REASON_TRANSACTION_ACCEPTED\020\014\022*\n&ANNOT" +
+      "ATION_REASON_TRANSACTION_DECLINED\020\r\022!\n\035A" +
+      "NNOTATION_REASON_SOCIAL_SPAM\020\016*\330\006\n\024Trans" +
+      "actionEventType\022&\n\"TRANSACTION_EVENT_TYP" +
+      "E_UNSPECIFIED\020\000\022+\n\'TRANSACTION_EVENT_TYP" +
+      "E_MERCHANT_APPROVE\020\001\022(\n$TRANSACTION_EVEN" +
+      "T_TYPE_MERCHANT_DENY\020\002\022(\n$TRANSACTION_EV" +
+      "ENT_TYPE_MANUAL_REVIEW\020\003\022(\n$TRANSACTION_" +
+      "EVENT_TYPE_AUTHORIZATION\020\004\0220\n,TRANSACTIO" +
+      "N_EVENT_TYPE_AUTHORIZATION_DECLINE\020\005\022*\n&" +
+      "TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE\020\006" +
+      "\0222\n.TRANSACTION_EVENT_TYPE_PAYMENT_CAPTU" +
+      "RE_DECLINE\020\007\022!\n\035TRANSACTION_EVENT_TYPE_C" +
+      "ANCEL\020\010\022-\n)TRANSACTION_EVENT_TYPE_CHARGE" +
+      "BACK_INQUIRY\020\t\022+\n\'TRANSACTION_EVENT_TYPE" +
+      "_CHARGEBACK_ALERT\020\n\022-\n)TRANSACTION_EVENT" +
+      "_TYPE_FRAUD_NOTIFICATION\020\013\022%\n!TRANSACTIO" +
+      "N_EVENT_TYPE_CHARGEBACK\020\014\0223\n/TRANSACTION" +
+      "_EVENT_TYPE_CHARGEBACK_REPRESENTMENT\020\r\022-" +
+      "\n)TRANSACTION_EVENT_TYPE_CHARGEBACK_REVE" +
+      "RSE\020\016\022)\n%TRANSACTION_EVENT_TYPE_REFUND_R" +
+      "EQUEST\020\017\022)\n%TRANSACTION_EVENT_TYPE_REFUN" +
+      "D_DECLINE\020\020\022!\n\035TRANSACTION_EVENT_TYPE_RE" +
+      "FUND\020\021\022)\n%TRANSACTION_EVENT_TYPE_REFUND_" +
+      "REVERSE\020\022*|\n\022AnnotationDelivery\022#\n\037ANNOT" +
+      "ATION_DELIVERY_UNSPECIFIED\020\000\022\036\n\032ANNOTATI" +
+      "ON_DELIVERY_QUEUED\020\001\022!\n\035ANNOTATION_DELIV" +
+      "ERY_DELIVERED\020\0022\305\001\n\023VerificationService\022" +
+      "S\n\006Assess\022#.recaptcha.sidecar.v1.AssessR" +
+      "equest\032$.recaptcha.sidecar.v1.AssessResp" +
+      "onse\022Y\n\010Annotate\022%.recaptcha.sidecar.v1." +
+      "AnnotateRequest\032&.recaptcha.sidecar.v1.A" +
+      "nnotateResponseB\212\001\n\027dev.recaptchasidecar" +
+      ".v1B\014SidecarProtoP\001Z_github.com/recaptch" +
+      "a-sidecar/recaptcha-sidecar/clients/go/r" +
+      "ecaptchasidecarv1;recaptchasidecarv1b\006pr" +
+      "oto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -190,7 +196,7 @@ public final class SidecarProto extends com.google.protobuf.GeneratedFile {
     internal_static_recaptcha_sidecar_v1_AssessRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_AssessRequest_descriptor,
-        new java.lang.String[] { "Token", "ExpectedAction", "SiteKey", "UserIpAddress", "UserAgent", "Ja3", "Ja4", "RequestedUri", "AccountId", "UserIds", "IdempotencyKey", "Headers", });
+        new java.lang.String[] { "Token", "ExpectedAction", "SiteKey", "UserIpAddress", "UserAgent", "Ja3", "Ja4", "RequestedUri", "AccountId", "UserIds", "IdempotencyKey", "Headers", "ClientType", });
     internal_static_recaptcha_sidecar_v1_UserId_descriptor =
       getDescriptor().getMessageType(1);
     internal_static_recaptcha_sidecar_v1_UserId_fieldAccessorTable = new

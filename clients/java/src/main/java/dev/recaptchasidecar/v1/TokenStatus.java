@@ -65,8 +65,9 @@ public enum TokenStatus
   TOKEN_STATUS_MISSING(5),
   /**
    * <pre>
-   * No answer could be had (upstream or replay store unavailable, deadline, outcome unknown):
-   * the action's failure policy decided.
+   * No answer could be had (upstream or replay store unavailable, deadline, outcome unknown, no
+   * key for the request: VERDICT_CLIENT_TYPE_MISSING, VERDICT_KEYS_MISSING): the action's failure
+   * policy decided.
    * </pre>
    *
    * <code>TOKEN_STATUS_UNCHECKED = 6;</code>
@@ -134,8 +135,9 @@ public enum TokenStatus
   public static final int TOKEN_STATUS_MISSING_VALUE = 5;
   /**
    * <pre>
-   * No answer could be had (upstream or replay store unavailable, deadline, outcome unknown):
-   * the action's failure policy decided.
+   * No answer could be had (upstream or replay store unavailable, deadline, outcome unknown, no
+   * key for the request: VERDICT_CLIENT_TYPE_MISSING, VERDICT_KEYS_MISSING): the action's failure
+   * policy decided.
    * </pre>
    *
    * <code>TOKEN_STATUS_UNCHECKED = 6;</code>
@@ -204,7 +206,7 @@ public enum TokenStatus
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(1);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(2);
   }
 
   private static final TokenStatus[] VALUES = values();

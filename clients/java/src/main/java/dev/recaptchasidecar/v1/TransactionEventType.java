@@ -406,7 +406,7 @@ public enum TransactionEventType
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(5);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(6);
   }
 
   private static final TransactionEventType[] VALUES = values();

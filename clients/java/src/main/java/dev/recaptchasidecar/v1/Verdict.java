@@ -47,6 +47,26 @@ public enum Verdict
    * <code>VERDICT_FAILED_ENFORCE = 3;</code>
    */
   VERDICT_FAILED_ENFORCE(3),
+  /**
+   * <pre>
+   * The request named neither a site key nor a client type, and the sidecar has keys for two or
+   * more client types: it cannot tell which key the token belongs to. TOKEN_STATUS_UNCHECKED; no
+   * upstream call. `allowed` follows the action's `on_client_type_missing` (default closed).
+   * </pre>
+   *
+   * <code>VERDICT_CLIENT_TYPE_MISSING = 4;</code>
+   */
+  VERDICT_CLIENT_TYPE_MISSING(4),
+  /**
+   * <pre>
+   * No key could be had for the request (none configured for its client type, for express, or at
+   * all). TOKEN_STATUS_UNCHECKED; no upstream call. `allowed` follows the action's
+   * `on_keys_missing` (default closed).
+   * </pre>
+   *
+   * <code>VERDICT_KEYS_MISSING = 5;</code>
+   */
+  VERDICT_KEYS_MISSING(5),
   UNRECOGNIZED(-1),
   ;
 
@@ -91,6 +111,26 @@ public enum Verdict
    * <code>VERDICT_FAILED_ENFORCE = 3;</code>
    */
   public static final int VERDICT_FAILED_ENFORCE_VALUE = 3;
+  /**
+   * <pre>
+   * The request named neither a site key nor a client type, and the sidecar has keys for two or
+   * more client types: it cannot tell which key the token belongs to. TOKEN_STATUS_UNCHECKED; no
+   * upstream call. `allowed` follows the action's `on_client_type_missing` (default closed).
+   * </pre>
+   *
+   * <code>VERDICT_CLIENT_TYPE_MISSING = 4;</code>
+   */
+  public static final int VERDICT_CLIENT_TYPE_MISSING_VALUE = 4;
+  /**
+   * <pre>
+   * No key could be had for the request (none configured for its client type, for express, or at
+   * all). TOKEN_STATUS_UNCHECKED; no upstream call. `allowed` follows the action's
+   * `on_keys_missing` (default closed).
+   * </pre>
+   *
+   * <code>VERDICT_KEYS_MISSING = 5;</code>
+   */
+  public static final int VERDICT_KEYS_MISSING_VALUE = 5;
 
 
   public final int getNumber() {
@@ -121,6 +161,8 @@ public enum Verdict
       case 1: return VERDICT_PASSED;
       case 2: return VERDICT_FAILED_AUDIT;
       case 3: return VERDICT_FAILED_ENFORCE;
+      case 4: return VERDICT_CLIENT_TYPE_MISSING;
+      case 5: return VERDICT_KEYS_MISSING;
       default: return null;
     }
   }
@@ -151,7 +193,7 @@ public enum Verdict
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(0);
+    return dev.recaptchasidecar.v1.SidecarProto.getDescriptor().getEnumType(1);
   }
 
   private static final Verdict[] VALUES = values();
