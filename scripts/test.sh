@@ -6,12 +6,35 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
-# Servers the tests start themselves: a real redis-server on loopback.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server (apt-get)"
+# Servers and third-party software the tests run for real, from Debian (apt-get), only when
+# missing: redis-server (replay stores); google/recaptcha for PHP and the Ruby recaptcha gem
+# (pointed at siteverify); nginx (auth_request) and Caddy (forward_auth) in front of a backend.
+missing=()
+have() { [ -e "$1" ] || command -v "$1" >/dev/null 2>&1; }
+have redis-server || missing+=(redis-server)
+have php || missing+=(php-cli)
+have /usr/share/php/ReCaptcha/ReCaptcha.php || missing+=(php-google-recaptcha)
+have ruby || missing+=(ruby)
+have /usr/lib/ruby/vendor_ruby/recaptcha.rb || missing+=(ruby-recaptcha)
+have /usr/sbin/nginx || missing+=(nginx)
+have caddy || missing+=(caddy)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  # Packaged servers (nginx, caddy, redis) must not start themselves on install: the tests
+  # start their own on free ports. policy-rc.d says so to invoke-rc.d and deb-systemd-invoke.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  started=$(date +%s)
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "   installed in $(( $(date +%s) - started )) s"
+  if [ -n "$guard" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 # The client toolchains (go, node + npm, java + mvn), installed where missing or too old.
 eval "$(bash scripts/toolchains.sh)"

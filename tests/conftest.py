@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2_grpc
@@ -116,6 +117,40 @@ async def make_sidecar(emulator: EmulatorHandle, tmp_path: Path) -> AsyncIterato
 async def sidecar(make_sidecar: SidecarFactory) -> SidecarHandle:
     """One sidecar with the default settings."""
     return await make_sidecar()
+
+
+SITEVERIFY_SECRET = "legacy-secret-of-the-shop"
+SITEVERIFY_SITE_KEY = "shop-site-key"
+
+
+@pytest.fixture
+async def http_sidecar(make_sidecar: SidecarFactory, tmp_path: Path) -> SidecarHandle:
+    """A sidecar with its HTTP listener on 127.0.0.1:0 and `http.sock` in the test's folder,
+    one legacy siteverify secret, and `login` open on upstream failure (the one allowed answer
+    that has no score, which tests/interop/test_proxies.py needs)."""
+    secrets = tmp_path / "siteverify-secrets"
+    secrets.write_text(
+        f"# legacy secret -> Enterprise key\n{SITEVERIFY_SECRET} {SITEVERIFY_SITE_KEY}\n"
+    )
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("policy:\n  actions:\n    login: {on_upstream_failure: open}\n")
+    return await make_sidecar(
+        config,
+        http_listen=["127.0.0.1:0", f"unix://{tmp_path}/http.sock"],
+        siteverify_secrets_file=secrets,
+    )
+
+
+def http_address(handle: SidecarHandle) -> str:
+    """The sidecar's HTTP listener on TCP, `host:port`."""
+    assert handle.sidecar.http is not None
+    return handle.sidecar.http.addresses[0]
+
+
+@pytest.fixture
+async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ server applies the same rules when it binds (`sidecar.server.security`, `listene
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 def is_unix(address: str) -> bool:
@@ -48,8 +48,10 @@ def listen_problem(
     token: bool,
     insecure_listen: bool,
     client_ca: bool = False,
+    key: str = "listen",
 ) -> str | None:
-    """Why these listeners may not start as configured, or None when they may.
+    """Why these listeners (the setting `key`) may not start as configured, or None when
+    they may.
 
     An exposed listener must authenticate its callers: a bearer token, or TLS that requires a
     client certificate (mTLS). TLS alone encrypts but serves any peer that can connect, so it
@@ -61,13 +63,13 @@ def listen_problem(
         return None
     if tls:
         return (
-            f"listen: {', '.join(exposed)} can be reached from outside the pod and TLS alone "
+            f"{key}: {', '.join(exposed)} can be reached from outside the pod and TLS alone "
             "authenticates nobody (any peer that connects is served): add tls_client_ca_file "
             "(mTLS: callers need a certificate from that CA) or auth_token_file (bearer token), "
             "or pass --insecure-listen to serve it unauthenticated on purpose"
         )
     return (
-        f"listen: {', '.join(exposed)} can be reached from outside the pod and is not secured: "
+        f"{key}: {', '.join(exposed)} can be reached from outside the pod and is not secured: "
         "set tls_cert_file and tls_key_file (TLS, with tls_client_ca_file for mTLS) or "
         "auth_token_file (bearer token), listen on loopback or a Unix socket, "
         "or pass --insecure-listen to serve it in the clear on purpose"
@@ -104,3 +106,21 @@ def parse_socket_mode(value: object) -> str:
     if not 0 <= mode <= 0o777:
         raise ValueError(f'{value!r}: expected an octal file mode such as "0660" (quote it)')
     return f"0{mode:03o}"
+
+
+# forward-auth: who may say what about the request a proxy holds (sidecar.server.forward_auth)
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_TOKEN_HEADER = "X-Recaptcha-Token"  # noqa: S105 (a header name)
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+
+
+def parse_networks(values: Iterable[str]) -> tuple[IpNetwork, ...]:
+    """CIDRs or single addresses (`10.0.0.0/8`, `192.0.2.7`, `::1`); ValueError naming the
+    first that is neither."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r}: not an IP address or CIDR network") from None
+    return tuple(networks)

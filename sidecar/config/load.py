@@ -12,7 +12,14 @@ from pydantic import ValidationError
 
 from sidecar.config.model import CONFIG_FILE, ConfigError, Settings
 
-_FILES = ("api_key_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_token_file")
+_FILES = (
+    "api_key_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "auth_token_file",
+    "siteverify_secrets_file",
+)
 
 
 def _describe(error: ValidationError) -> str:

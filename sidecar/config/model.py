@@ -283,6 +283,30 @@ class Settings(BaseSettings):
         description="Extra address serving only `grpc.health.v1.Health`, in the clear and "
         "without auth, for kubelet gRPC probes (e.g. `0.0.0.0:8086`). Off when unset.",
     )
+    http_listen: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses of the HTTP listener (siteverify, forward-auth), e.g. "
+        "`127.0.0.1:8080` or `unix:///run/recaptcha/http.sock`; the same security rules as "
+        "`listen`. Off when empty. Repeatable flag; comma-separated env.",
+    )
+    siteverify_secrets_file: Path | None = Field(
+        None,
+        description="File (a mounted Secret) mapping legacy siteverify secrets to site keys: "
+        "one `SECRET SITE_KEY` pair per line, `#` comments. Re-read when it changes. Without "
+        "it every siteverify call is `invalid-input-secret`.",
+    )
+    forward_auth_token_header: str = Field(
+        addresses.DEFAULT_TOKEN_HEADER,
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$",
+        description="Request header that carries the token to forward-auth and ext_authz.",
+    )
+    forward_auth_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(addresses.DEFAULT_TRUSTED_PROXIES),
+        description="Peers (CIDRs or addresses) whose X-Forwarded-For, X-Real-IP, "
+        "X-Forwarded-Proto/Host/Uri and x-ja3/ja4-fingerprint headers forward-auth believes; "
+        "from any other peer they are ignored. A Unix-socket peer counts as loopback. "
+        "Repeatable flag; comma-separated env.",
+    )
     tls_cert_file: Path | None = Field(
         None,
         description="PEM server certificate (chain) for listeners reachable from outside the "
@@ -394,6 +418,26 @@ class Settings(BaseSettings):
             _check_address(address)
         return value
 
+    @field_validator("http_listen", "forward_auth_trusted_proxies", mode="before")
+    @classmethod
+    def _http_lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("http_listen")
+    @classmethod
+    def _http_listen_syntax(cls, value: list[str]) -> list[str]:
+        for address in value:
+            _check_address(address)
+        if len(set(value)) != len(value):
+            raise ValueError("an address is listed twice")
+        return value
+
+    @field_validator("forward_auth_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        addresses.parse_networks(value)  # ValueError naming the first bad one
+        return [item.strip() for item in value]
+
     @field_validator("health_listen", mode="before")
     @classmethod
     def _health_listen_empty(cls, value: Any) -> Any:
@@ -496,16 +540,24 @@ class Settings(BaseSettings):
         health = self.health_listen
         if health is not None and not health.endswith(":0") and health in self.listen:
             raise ValueError("health_listen: must differ from every listen address")
-        problem = addresses.listen_problem(
-            self.listen,
-            secure_loopback=self.secure_loopback,
-            tls=self.tls_cert_file is not None,
-            token=self.auth_token_file is not None,
-            insecure_listen=self.insecure_listen,
-            client_ca=self.tls_client_ca_file is not None,
-        )
-        if problem:
-            raise ValueError(problem)
+        clash = {a for a in self.http_listen if not a.endswith(":0")} & {
+            *self.listen,
+            *([health] if health else []),
+        }
+        if clash:
+            raise ValueError(f"http_listen: {', '.join(sorted(clash))} is a gRPC listener too")
+        for key, listeners in (("listen", self.listen), ("http_listen", self.http_listen)):
+            problem = addresses.listen_problem(
+                listeners,
+                secure_loopback=self.secure_loopback,
+                tls=self.tls_cert_file is not None,
+                token=self.auth_token_file is not None,
+                insecure_listen=self.insecure_listen,
+                client_ca=self.tls_client_ca_file is not None,
+                key=key,
+            )
+            if problem:
+                raise ValueError(problem)
         problem = addresses.metrics_problem(
             self.metrics_listen,
             tls=self.tls_cert_file is not None,

@@ -24,6 +24,7 @@ import gc
 import logging
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -40,11 +41,13 @@ from sidecar.server.components import (
     GrpcFrontDoor,
     Shutdown,
     limiter,
+    open_http,
     open_servers,
     open_sink,
     open_upstream,
     watch_health,
 )
+from sidecar.server.ext_authz import AuthorizationFrontDoor
 from sidecar.server.gauges import register_gauges
 from sidecar.server.health import SERVERS, HealthAggregator, standard_entries
 from sidecar.server.listeners import ListenError, StartupError
@@ -52,6 +55,9 @@ from sidecar.server.module_settings import account_id_protector, telemetry_optio
 from sidecar.server.servicer import VerificationFrontDoor
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, start_telemetry
+
+if TYPE_CHECKING:
+    from sidecar.server.http import HttpListener  # aiohttp: imported only with http_listen
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,10 @@ class Core:
 
 def grpc_front_doors(settings: Settings, core: Core) -> list[GrpcFrontDoor]:
     """Every gRPC front door the settings ask for."""
-    return [VerificationFrontDoor(core.verifier, core.annotator)]
+    return [
+        VerificationFrontDoor(core.verifier, core.annotator),
+        AuthorizationFrontDoor(core.verifier, settings.forward_auth_token_header),
+    ]
 
 
 @dataclass(eq=False)
@@ -85,6 +94,7 @@ class Sidecar:
     telemetry: Telemetry
     _stack: contextlib.AsyncExitStack
     _shutdown: Shutdown
+    http: HttpListener | None = None  # siteverify, forward-auth (`http_listen`)
     _stopped: bool = False
 
     async def stop(self, grace: float) -> None:
@@ -180,6 +190,7 @@ async def _start(
     server, addresses, health_address = await open_servers(
         stack, shutdown, settings, front_doors, services, health_.servicer, telemetry
     )
+    http = await open_http(stack, settings, verifier, telemetry)
     await policy.start()
     stack.push_async_callback(policy.close)
     await watch_health(stack, settings, health_, replay, upstream)
@@ -199,6 +210,7 @@ async def _start(
         telemetry,
         stack,
         shutdown,
+        http,
     )
 
 
@@ -215,6 +227,8 @@ async def run(settings: Settings, *, grace: float | None = None) -> int:
     log.info("serving", extra={"addresses": sidecar.addresses, "emulator": settings.emulator})
     if sidecar.health_address:
         print("recaptcha-sidecar health on " + sidecar.health_address, flush=True)
+    if sidecar.http is not None:
+        print("recaptcha-sidecar http on " + " ".join(sidecar.http.addresses), flush=True)
     print("recaptcha-sidecar serving on " + " ".join(sidecar.addresses), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

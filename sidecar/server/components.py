@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -20,6 +20,7 @@ from sidecar.config import Settings
 from sidecar.core.annotate import DirectDelivery
 from sidecar.core.limits import AdmissionLimiter
 from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
+from sidecar.core.verify import Verifier
 from sidecar.outbox import Flusher, Outbox, OutboxSink
 from sidecar.replay.health import check_store, watch_store
 from sidecar.server.decoding import DecodeGuard
@@ -36,6 +37,9 @@ from sidecar.server.module_settings import (
 from sidecar.telemetry.providers import Telemetry
 from sidecar.upstream.client import GoogleUpstream
 from sidecar.upstream.retry import ResilientUpstream
+
+if TYPE_CHECKING:
+    from sidecar.server.http import HttpListener  # aiohttp: imported only with http_listen
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +190,20 @@ async def open_servers(
     for server in servers:
         await server.start()
     return local, addresses, health_address
+
+
+async def open_http(
+    stack: contextlib.AsyncExitStack, settings: Settings, verifier: Verifier, telemetry: Telemetry
+) -> HttpListener | None:
+    """The HTTP listener (siteverify, forward-auth) when `http_listen` is set, bound and
+    serving, its stop pushed on the stack; aiohttp is imported only then (~9 MB of RSS)."""
+    if not settings.http_listen:
+        return None
+    from sidecar.server.http_doors import start_http
+
+    listener = await start_http(settings, verifier, telemetry.http_middlewares())
+    stack.push_async_callback(listener.stop)
+    return listener
 
 
 async def watch_health(

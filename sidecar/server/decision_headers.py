@@ -5,6 +5,10 @@ names whichever door the token came through.
 Every name of the family is always present, empty when the decision has no such value: a
 proxy that copies the headers onto the request it forwards then overwrites (or, for an empty
 value, drops) whatever the end user sent under the same names, so the app can trust them.
+
+A denial goes back towards the end user (Caddy and Envoy show it as it is), so it carries
+only what a real user needs to try again (allowed, verdict, token status), never the score or
+the rule that decided, which would tell a bot what to tune.
 """
 
 from __future__ import annotations
@@ -51,3 +55,20 @@ def decision_headers(decision: Decision) -> list[tuple[str, str]]:
         (ASSESSMENT, _visible(decision.assessment_name) if named else ""),
         (POLICY_VERSION, _visible(decision.policy_version)),
     ]
+
+
+DENIAL_NAMES = (ALLOWED, VERDICT, TOKEN_STATUS)
+
+
+def denial_headers(decision: Decision) -> list[tuple[str, str]]:
+    """The part of the family a denial shows the end user."""
+    return [(n, v) for n, v in decision_headers(decision) if n in DENIAL_NAMES]
+
+
+def denial_body(decision: Decision) -> dict[str, object]:
+    """The small JSON body of a denial, with the same three facts."""
+    return {
+        "allowed": decision.allowed,
+        "verdict": decision.verdict.value,
+        "token_status": decision.token_status.value,
+    }

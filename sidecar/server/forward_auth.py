@@ -19,16 +19,27 @@ Pure functions: the HTTP glue hands over the peer, the headers and the query.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sidecar.config.addresses import (
+    DEFAULT_TOKEN_HEADER,
+    DEFAULT_TRUSTED_PROXIES,
+    IpNetwork,
+    parse_networks,
+)
 from sidecar.core.model import AssessmentRequest
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = [
+    "DEFAULT_TOKEN_HEADER",
+    "DEFAULT_TRUSTED_PROXIES",
+    "BadForwardAuth",
+    "ForwardAuthSettings",
+    "parse_networks",
+    "to_assessment_request",
+]
 
-DEFAULT_TOKEN_HEADER = "X-Recaptcha-Token"  # noqa: S105 (a header name)
-DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
@@ -46,18 +57,6 @@ class ForwardAuthSettings:
     trusted_proxies: tuple[IpNetwork, ...] = tuple(
         ipaddress.ip_network(n) for n in DEFAULT_TRUSTED_PROXIES
     )
-
-
-def parse_networks(values: Iterable[str]) -> tuple[IpNetwork, ...]:
-    """CIDRs or single addresses (`10.0.0.0/8`, `192.0.2.7`, `::1`); ValueError naming the
-    first that is neither."""
-    networks = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{value!r}: not an IP address or CIDR network") from None
-    return tuple(networks)
 
 
 def _ip(value: str) -> IpAddress | None:

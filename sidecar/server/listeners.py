@@ -41,7 +41,7 @@ def socket_path(address: str) -> str:
     return address.removeprefix("unix://").removeprefix("unix:")
 
 
-def _clear_stale_socket(address: str) -> None:
+def clear_stale_socket(address: str) -> None:
     """A SIGKILLed sidecar leaves its socket file behind; remove it only if nobody listens."""
     path = socket_path(address)
     try:
@@ -96,7 +96,7 @@ def bind(
     bound = []
     for address in addresses:
         if address.startswith("unix:"):
-            _clear_stale_socket(address)
+            clear_stale_socket(address)
         else:
             _refuse_taken_port(address)
         try:

@@ -219,6 +219,37 @@ class TlsFiles:
             configuration(), fetch, require_client_authentication=self.client_ca is not None
         )
 
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert, self.key)
+        if self.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=self.client_ca)
+        return context
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same rules for an asyncio (HTTP) listener: a context whose certificates
+        follow the files. Each handshake looks at the files (as gRPC's fetch does) and,
+        after a change, is moved onto a fresh context (`sni_callback` may swap it)."""
+        self.check()
+        state = {"seen": self._fingerprints(), "current": self._context()}
+
+        def follow(connection: ssl.SSLObject, _name: str | None, _: ssl.SSLContext) -> None:
+            try:
+                seen = self._fingerprints()
+                if seen != state["seen"]:
+                    self.check()
+                    state["current"], state["seen"] = self._context(), seen
+                    log.info("TLS certificate reloaded")
+            except (OSError, ssl.SSLError, SecurityError) as error:
+                log.warning("TLS files unreadable, keeping the previous certificate: %s", error)
+            connection.context = state["current"]  # type: ignore[assignment]
+
+        listening = self._context()
+        listening.sni_callback = follow
+        return listening
+
 
 @dataclass(frozen=True)
 class ListenerSecurity:

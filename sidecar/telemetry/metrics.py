@@ -81,6 +81,13 @@ CATALOG: tuple[MetricSpec, ...] = (
         "Time to answer each RPC (health checks excluded), in seconds.",
     ),
     MetricSpec(
+        "http.server.request.duration",
+        "http_server_request_duration_seconds",
+        "histogram",
+        ("http_request_method", "http_route", "http_response_status_code"),
+        "Time to answer each request of the HTTP listener (siteverify, forward-auth), in seconds.",
+    ),
+    MetricSpec(
         "rpc.server.active_requests",
         "rpc_server_active_requests",
         "gauge",
@@ -270,6 +277,12 @@ class Instruments:
             "rpc.server.call.duration",
             "s",
             "Time to answer each RPC.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.http_duration = meter.create_histogram(
+            "http.server.request.duration",
+            "s",
+            "Time to answer each request of the HTTP listener.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.rpc_active = Tally(("rpc.service", "rpc.method"))

@@ -259,6 +259,19 @@ class Telemetry:
             )
         ]
 
+    def http_middlewares(self) -> list[Any]:
+        """The HTTP listener's counterpart of `interceptors` (aiohttp middlewares; aiohttp is
+        imported only when the listener is built), or none when nothing would be recorded."""
+        if not self._recording():
+            return []
+        from sidecar.telemetry.http import http_middleware
+
+        return [
+            http_middleware(
+                tracer=self.tracer, instruments=self.instruments, tracing_on=self.tracing
+            )
+        ]
+
     def instrument_upstream(self, raw: RawUpstream) -> Upstream:
         """Wrap the innermost upstream so each attempt is a span and a measurement."""
         if not self.active:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,14 @@ class DeployTools:
         )
         return [doc for doc in yaml.safe_load_all(out) if doc]
 
-    def validate(self, *paths: Path) -> str:
-        """Strict validation against the Kubernetes schemas; any invalid, unknown-kind or
-        unparsable object fails."""
+    def validate(self, *paths: Path, extra_locations: Sequence[str] = ()) -> str:
+        """Strict validation against the Kubernetes schemas (and `extra_locations`, kubeconform
+        templates for CRD schemas); any invalid, unknown-kind or unparsable object fails."""
         location = (
             f"{SCHEMAS}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/"
             "{{ .ResourceKind }}{{ .KindSuffix }}.json"
         )
+        locations = [arg for extra in extra_locations for arg in ("-schema-location", extra)]
         out = self.run(
             self.kubeconform,
             "-strict",
@@ -63,6 +65,7 @@ class DeployTools:
             KUBERNETES_VERSION,
             "-schema-location",
             location,
+            *locations,
             *paths,
         )
         assert "Invalid: 0, Errors: 0, Skipped: 0" in out, out

@@ -353,7 +353,12 @@ async def test_health_listener_tells_outsiders_nothing_beyond_liveness_and_readi
         assert first.status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
         watch.cancel()
     listed = await health.List(health_pb2.HealthListRequest(), timeout=5)
-    assert set(listed.statuses) == {"", "recaptcha.sidecar.v1.VerificationService"}
+    # readiness of each gRPC front door (VerificationService, Envoy's ext_authz), no more
+    assert set(listed.statuses) == {
+        "",
+        "recaptcha.sidecar.v1.VerificationService",
+        "envoy.service.auth.v3.Authorization",
+    }
     # The entry exists, and an authenticated caller on the service's own listener sees it.
     inside = health_pb2_grpc.HealthStub(plain_channel(channels, handle.uds))
     upstream = await inside.Check(health_pb2.HealthCheckRequest(service="upstream"), timeout=5)

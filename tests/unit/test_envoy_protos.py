@@ -79,3 +79,17 @@ print(InstrumentationScope.DESCRIPTOR.full_name, status_pb2.Status.DESCRIPTOR.fu
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "opentelemetry.proto.common.v1.InstrumentationScope google.rpc.Status"
+
+
+def test_no_two_installed_distributions_own_the_same_file() -> None:
+    """A wheel that overwrites another's modules (xds-protos does, for opentelemetry/proto and
+    google/rpc) fails here at once, whichever wheel it is."""
+    owners: dict[str, set[str]] = {}
+    for dist in importlib.metadata.distributions():
+        for file in dist.files or ():
+            name = str(file)
+            if ".dist-info/" in name or "__pycache__" in name or name.startswith(".."):
+                continue
+            owners.setdefault(name, set()).add(dist.metadata["Name"])
+    shared = {name: sorted(dists) for name, dists in owners.items() if len(dists) > 1}
+    assert shared == {}
