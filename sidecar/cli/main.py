@@ -165,13 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("assess", "annotate"):
         return client.run(args)
     if args.command == "policy":
-        from sidecar.policy import tools as policy_tools
+        from sidecar.policy import dryrun, tools
 
         if args.policy_command == "check":
-            return policy_tools.policy_check(
+            return tools.policy_check(
                 args.config, as_json=args.json, out=sys.stdout, err=sys.stderr
             )
-        return policy_tools.policy_dry_run(
+        return dryrun.policy_dry_run(
             args.config, args.input, as_json=args.json, out=sys.stdout, err=sys.stderr
         )
     if args.command == "account-id":

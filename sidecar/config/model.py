@@ -5,6 +5,10 @@ the flag (`flags.py`), the environment variable, the reference (`recaptcha-sidec
 and the per-module settings the composition root builds (`sidecar.server.components`) all
 derive from it. No I/O and no adapter imports here (the loader, `load.py`, reads files), so
 importing the model is cheap. A bad value fails at start with the key named.
+
+Longer than the other modules on purpose: one flat model with one documented Field per
+setting (as envoyproxy/ratelimit keeps one settings struct); splitting it by concern would
+split the one source that the flags, the variables and the reference are generated from.
 """
 
 from __future__ import annotations

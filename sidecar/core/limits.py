@@ -58,7 +58,6 @@ class AdmissionLimiter:
         self.max_queued = max_queued
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.admitted_total = 0
         self.shed_total = 0
 
     def in_flight(self) -> int:
@@ -74,7 +73,6 @@ class AdmissionLimiter:
             timeout = self.max_wait if timeout is None else min(timeout, self.max_wait)
         if self._in_flight < self.max_in_flight and not self._waiters:
             self._in_flight += 1
-            self.admitted_total += 1
             return Slot(self)
         if len(self._waiters) >= self.max_queued or (timeout is not None and timeout <= 0):
             self.shed_total += 1
@@ -96,7 +94,6 @@ class AdmissionLimiter:
                     f"{self.name or 'sidecar'} overloaded: no slot before the deadline"
                 ) from None
             raise
-        self.admitted_total += 1
         return Slot(self)
 
     @asynccontextmanager

@@ -99,9 +99,6 @@ class Flusher:
         self._gate = asyncio.Semaphore(self._settings.concurrency)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.delivered_total = 0
-        self.failed_total = 0
-        self.dead_lettered_total = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -138,10 +135,7 @@ class Flusher:
             self._outbox.release_soon([row.id for row in rows])  # due again, never stuck
             raise
         self._outbox.release_soon(cut)
-        self.delivered_total += len(delivered)
-        self.failed_total += len(retries) + len(dead)
         if dead:
-            self.dead_lettered_total += len(dead)
             log.warning("annotations moved to the dead letter", extra={"count": len(dead)})
         return len(rows), rows[-1].id
 
@@ -205,7 +199,6 @@ class Flusher:
             self._outbox.release_soon([row_id])
             raise
         await self._outbox.settle(delivered=[row_id])
-        self.delivered_total += 1
         return Delivery.DELIVERED
 
     async def stop(self, timeout: float) -> int:

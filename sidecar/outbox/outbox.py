@@ -51,10 +51,16 @@ class Outbox:
         self._since_trigger = 0
         self.trigger_after = 100  # rows appended that make the flusher send at once
         self._closed = False
-        self.appended_total = 0
 
     @classmethod
-    async def open(cls, path: Path, *, max_items: int, max_pending: int = 10_000) -> Outbox:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        max_items: int,
+        max_pending: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> Outbox:
         """Open (or create) the file and take ownership of it; rows a previous process left
         are queued again."""
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outbox")
@@ -66,7 +72,7 @@ class Outbox:
             raise
         if store.depth:
             log.info("outbox resumes queued annotations", extra={"depth": store.depth})
-        return cls(store, executor, max_items=max_items, max_pending=max_pending)
+        return cls(store, executor, max_items=max_items, max_pending=max_pending, clock=clock)
 
     # ---- telemetry (plain methods: read from any thread, no I/O) ----
 
@@ -138,7 +144,6 @@ class Outbox:
                     if not future.done():
                         future.set_exception(Overloaded("outbox write failed"))
                 continue
-            self.appended_total += len(ids)
             for (_, _, future), row_id in zip(group, ids, strict=True):
                 if not future.done():
                     future.set_result(row_id)

@@ -2,7 +2,7 @@
 
 Frozen pydantic models, so a policy read from YAML (or the environment) fails at load with the
 key named, and a policy in force can never change under a call. `sidecar.policy.rules` applies
-them; `sidecar.policy.source` swaps them on reload; `sidecar.policy.tools` checks and replays.
+them; `sidecar.policy.source` swaps them on reload; `tools` and `dryrun` check and replay.
 """
 
 from __future__ import annotations

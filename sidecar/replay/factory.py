@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sidecar.core.ports import ReplayStore
 from sidecar.redisconn.url import SCHEMES as REDIS_SCHEMES
+from sidecar.replay.checked import CheckedReplayStore
 from sidecar.replay.memory import MemoryReplayStore
 
 
@@ -19,15 +20,16 @@ def open_replay_store(
     min_replicas: int = 0,
     replication_timeout: float = 0.1,
 ) -> ReplayStore:
-    """One switch, as envoyproxy/ratelimit picks its backend from one setting. Options that
-    do not apply to the chosen store are ignored."""
+    """One switch, as envoyproxy/ratelimit picks its backend from one setting; every backend
+    behind the same argument checks (`checked.py`). Options that do not apply to the chosen
+    store are ignored."""
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
-        return MemoryReplayStore(max_entries=max_entries)
+        return CheckedReplayStore(MemoryReplayStore(max_entries=max_entries))
     if scheme in REDIS_SCHEMES:
         from sidecar.replay.redis import DEFAULT_KEY_PREFIX, RedisReplayStore
 
-        return RedisReplayStore.from_url(
+        redis = RedisReplayStore.from_url(
             url,
             key_prefix=DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix,
             pool_size=pool_size,
@@ -36,6 +38,7 @@ def open_replay_store(
             min_replicas=min_replicas,
             replication_timeout=replication_timeout,
         )
+        return CheckedReplayStore(redis)
     raise ValueError(
         f"replay_store: unsupported scheme {scheme!r} (use memory://, redis://, rediss://, "
         "unix:///path/redis.sock, redis+cluster://, redis+sentinel://)"

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from sidecar.core.ports import ReplayEntry, ReplayStoreError
 from sidecar.redisconn.keyspace import Command, Keyspace, Replies, Script, open_keyspace, require
-from sidecar.replay.base import check_claim_id
 from sidecar.replay.codec import decode_entry, encode_entry, pending_prefix
 
 DEFAULT_KEY_PREFIX = "recaptcha-sidecar:replay:"
@@ -124,7 +123,7 @@ class RedisReplayStore:
     async def claim(
         self, key: str, idempotency_digest: str, claim_id: str, ttl: float
     ) -> ReplayEntry | None:
-        value = encode_entry(ReplayEntry(idempotency_digest, None, check_claim_id(claim_id)))
+        value = encode_entry(ReplayEntry(idempotency_digest, None, claim_id))
         name = self._key(key)
         try:
             replies = await self._run(
@@ -155,7 +154,7 @@ class RedisReplayStore:
 
     async def settle(self, key: str, claim_id: str, entry: ReplayEntry, ttl: float) -> bool:
         final = encode_entry(ReplayEntry(entry.idempotency_digest, entry.decision))
-        held = pending_prefix(check_claim_id(claim_id))
+        held = pending_prefix(claim_id)
         name = self._key(key)
         try:
             replies = await self._run(name, _SETTLE.call([name], [held, final, _millis(ttl)]))
@@ -166,7 +165,7 @@ class RedisReplayStore:
     async def release(self, key: str, claim_id: str) -> bool:
         name = self._key(key)
         try:
-            held = pending_prefix(check_claim_id(claim_id))
+            held = pending_prefix(claim_id)
             replies = await self._run(name, _RELEASE.call([name], [held]))
         except RedisError as error:
             raise ReplayStoreError(f"release: {type(error).__name__}: {error}") from None

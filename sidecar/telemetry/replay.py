@@ -28,11 +28,6 @@ class InstrumentedReplayStore:
         self._tracer = tracer
         self._instruments = instruments
 
-    @property
-    def inner(self) -> ReplayStore:
-        """The wrapped store (for health checks and tests that need the backend itself)."""
-        return self._inner
-
     async def claim(
         self, key: str, idempotency_digest: str, claim_id: str, ttl: float
     ) -> ReplayEntry | None:

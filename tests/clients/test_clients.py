@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.network import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ROOT / "clients"
@@ -72,12 +73,6 @@ CLIENT_TESTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serving(target: str) -> bool:
     with grpc.insecure_channel(target) as channel:
         try:
@@ -102,7 +97,7 @@ def sidecar() -> Iterator[Sidecar]:
         pytest.fail(f"{SIDECAR} is missing: run `make` targets that install the venv first")
     # A short directory: a Unix socket path must fit in 108 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="rs-clients-"))
-    tcp = f"127.0.0.1:{_free_port()}"
+    tcp = f"127.0.0.1:{free_port()}"
     uds = f"unix://{workdir}/sidecar.sock"
     log = workdir / "sidecar.log"
     with log.open("wb") as out:

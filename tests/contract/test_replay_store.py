@@ -213,9 +213,36 @@ async def test_keys_are_independent(store: ReplayStore) -> None:
 
 
 async def test_empty_or_odd_claim_ids_are_refused(store: ReplayStore) -> None:
+    """The same calls are refused by every backend (one wrapper checks them all): once the
+    memory store took `settle(key, "")` that Redis refused."""
+    key, holder = new_key(), new_claim()
+    await store.claim(key, "", holder, TTL)
     for bad in ("", 'x","i', "a" * 65):
         with pytest.raises(ValueError, match="claim_id"):
             await store.claim(new_key(), "", bad, TTL)
+        with pytest.raises(ValueError, match="claim_id"):
+            await store.settle(key, bad, ReplayEntry("", VALID), TTL)
+        with pytest.raises(ValueError, match="claim_id"):
+            await store.release(key, bad)
+    assert (await store.get(key)) == ReplayEntry("", None, holder)  # untouched
+
+
+async def test_odd_keys_ttls_and_entries_are_refused(store: ReplayStore) -> None:
+    holder = new_claim()
+    for bad_key in ("", "two words", "a" * 129, "ключ"):
+        with pytest.raises(ValueError, match="key"):
+            await store.claim(bad_key, "", holder, TTL)
+        with pytest.raises(ValueError, match="key"):
+            await store.get(bad_key)
+    for bad_ttl in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="ttl"):
+            await store.claim(new_key(), "", holder, bad_ttl)
+    key = new_key()
+    await store.claim(key, "", holder, TTL)
+    with pytest.raises(ValueError, match="entry"):
+        await store.settle(key, holder, ReplayEntry("", None, holder), TTL)
+    with pytest.raises(ValueError, match="idempotency_digest"):
+        await store.claim(new_key(), "x" * 129, holder, TTL)
 
 
 async def test_ping_answers(store: ReplayStore) -> None:

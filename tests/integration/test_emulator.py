@@ -13,7 +13,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from sidecar.emulator import (
     run_emulator,
     start_emulator,
 )
+from tests.support.polling import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT = "projects/test-project"
@@ -120,14 +121,6 @@ def reason_of(assessment: Assessment) -> str:
         return "VALID"
     name: str = TokenProperties.InvalidReason(properties.invalid_reason).name
     return name
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    """Poll a condition the server reaches asynchronously (bounded, short interval)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # ---- CreateAssessment ---------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -16,20 +15,7 @@ from sidecar.emulator import mint_token
 from sidecar.outbox import OutboxLocked
 from sidecar.server.app import StartupError
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    """Poll an async or plain condition with a bound."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    while loop.time() < give_up:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.support.polling import eventually
 
 
 async def assessment_names(sidecar: SidecarHandle, count: int) -> list[str]:

@@ -21,6 +21,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.emulator import mint_token
 from sidecar.policy.tools import load_policy_file
 from tests.conftest import SidecarFactory, SidecarHandle
+from tests.support.polling import eventually
 from tests.support.processes import sidecar_process
 
 WORKERS = 4
@@ -79,11 +80,7 @@ class Traffic:
 
     async def wait_for(self, what: Callable[[], bool], *, limit: float = 15.0) -> None:
         """Wait (bounded) until `what` holds; fail the test if it never does."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + limit
-        while not what():
-            assert loop.time() < give_up, "condition never held"
-            await asyncio.sleep(0.02)
+        await eventually(what, timeout=limit)
 
     async def more(self, n: int) -> None:
         target = self.count() + n

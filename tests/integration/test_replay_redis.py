@@ -18,6 +18,7 @@ from sidecar.replay import open_replay_store
 from sidecar.server.servicer import SERVICE as SERVICE_NAME
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.support.calls import assess
+from tests.support.polling import arrives
 from tests.support.redis_server import RedisServer, make_tls_files
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -28,14 +29,12 @@ async def settled(url: str, token: str, bound: float = 5.0, **options: object) -
     """Wait (bounded) until the token's entry holds its final decision."""
     store = open_replay_store(url, **options)  # type: ignore[arg-type]
     try:
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + bound
-        while loop.time() < give_up:
+
+        async def final() -> bool:
             entry = await store.get(token_digest(token))
-            if entry is not None and entry.decision is not None:
-                return True
-            await asyncio.sleep(0.02)
-        return False
+            return entry is not None and entry.decision is not None
+
+        return await arrives(final, bound)
     finally:
         await store.close()
 
@@ -47,13 +46,10 @@ async def health_of(handle: SidecarHandle, service: str) -> int:
 
 
 async def wait_health(handle: SidecarHandle, status: int, bound: float = 15.0) -> bool:
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + bound
-    while loop.time() < give_up:
-        if await health_of(handle, SERVICE_NAME) == status:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    async def reached() -> bool:
+        return await health_of(handle, SERVICE_NAME) == status
+
+    return await arrives(reached, bound)
 
 
 async def test_keys_are_prefixed_digests_and_hold_no_token(

@@ -14,6 +14,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from sidecar.emulator import mint_token
 from tests.conftest import TEST_SITE_KEY, EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.support.calls import assess
+from tests.support.polling import eventually
 
 CONCURRENT = 200
 
@@ -146,11 +147,13 @@ async def test_store_keys_are_digests_never_tokens(
     assert token_digest(token) == hashlib.sha256(token.encode()).hexdigest()
     handle = await make_sidecar(replay_store=store_url)
     await assess(handle.stub, token, key="secret-order-id")
-    for _ in range(250):  # the claim is settled just after the caller is answered
+
+    async def settled() -> bool:  # the claim is settled just after the caller is answered
         entry = await handle.sidecar.replay.get(token_digest(token))
-        if entry is not None and entry.decision is not None:
-            break
-        await asyncio.sleep(0.02)
+        return entry is not None and entry.decision is not None
+
+    await eventually(settled, timeout=5)
+    entry = await handle.sidecar.replay.get(token_digest(token))
     assert entry is not None and entry.decision is not None
     # The key is kept only as a digest, bound to the request it came with (issue 13 item 1).
     from sidecar.core.model import AssessmentRequest

@@ -14,7 +14,8 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.emulator import mint_token
 from tests.conftest import EmulatorHandle
 from tests.support.otlp_receiver import start_grpc_receiver
-from tests.support.processes import Process, sidecar_process, wait_until
+from tests.support.polling import wait_until
+from tests.support.processes import Process, sidecar_process
 
 
 def start(emulator: EmulatorHandle, *args: str, env: dict[str, str] | None = None) -> Process:

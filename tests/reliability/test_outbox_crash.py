@@ -16,7 +16,8 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
 from sidecar.emulator import mint_token
-from tests.support.fleet import control, eventually, settings_env, start_emulator, start_sidecar
+from tests.support.fleet import control, settings_env, start_emulator, start_sidecar
+from tests.support.polling import eventually
 from tests.support.processes import Process
 
 pytestmark = pytest.mark.slow

@@ -16,6 +16,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
 from sidecar.emulator import mint_token
 from tests.conftest import EmulatorHandle, SidecarFactory
+from tests.support.polling import arrives
 from tests.support.redis_server import RedisServer
 
 DEADLINE = 2.0  # each call's deadline: the sidecar must answer inside it
@@ -60,16 +61,6 @@ async def stream(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def until(predicate: object, bound: float = 15.0) -> bool:
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + bound
-    while loop.time() < give_up:
-        if predicate():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
 async def test_redis_stopped_mid_run_answers_unchecked_in_time_then_recovers(
     make_sidecar: SidecarFactory, redis_server: RedisServer, emulator: EmulatorHandle
 ) -> None:
@@ -77,17 +68,17 @@ async def test_redis_stopped_mid_run_answers_unchecked_in_time_then_recovers(
     phase, stop, tally = ["up"], asyncio.Event(), Tally()
     load = asyncio.create_task(stream(handle.stub, phase, stop, tally))
     try:
-        assert await until(lambda: len(tally.answers.get("up", [])) >= 50)
+        assert await arrives(lambda: len(tally.answers.get("up", [])) >= 50)
         accepted_before = list(tally.allowed_tokens)
         phase[0] = "stopping"
         await asyncio.to_thread(redis_server.stop)
         phase[0] = "down"
-        assert await until(lambda: len(tally.answers.get("down", [])) >= 50)
+        assert await arrives(lambda: len(tally.answers.get("down", [])) >= 50)
         phase[0] = "restarting"
         await asyncio.to_thread(redis_server.start)  # same port, empty
         phase[0] = "back"
-        assert await until(
-            lambda: sum(a.allowed for a in tally.answers.get("back", [])) >= 20, bound=30
+        assert await arrives(
+            lambda: sum(a.allowed for a in tally.answers.get("back", [])) >= 20, timeout=30
         )
     finally:
         stop.set()

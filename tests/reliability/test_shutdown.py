@@ -16,13 +16,13 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.emulator import mint_token
 from tests.support.fleet import (
     control,
-    eventually,
     health_status,
     settings_env,
     sidecar_stubs,
     start_emulator,
     start_sidecar,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 

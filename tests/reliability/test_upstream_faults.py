@@ -14,13 +14,13 @@ from sidecar.emulator import mint_token
 from sidecar.server.health import UPSTREAM_HEALTH
 from tests.support.fleet import (
     control,
-    eventually,
     health_status,
     settings_env,
     sidecar_stubs,
     start_emulator,
     start_sidecar,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,6 @@ the emulator's control plane from another process, and a child's resident memory
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,20 +71,6 @@ async def health_status(health: health_pb2_grpc.HealthStub, service: str) -> int
     answer = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
     status: int = answer.status
     return status
-
-
-async def eventually(predicate: object, timeout: float = 20.0, interval: float = 0.05) -> None:
-    """Poll an async or plain condition with a bound; AssertionError when it never holds."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    while loop.time() < give_up:
-        result = predicate()  # type: ignore[operator]
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def rss_kib(pid: int) -> int:

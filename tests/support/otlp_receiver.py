@@ -8,7 +8,6 @@ points the sidecar sent and search every byte it exported.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
+
+from tests.support.polling import wait_until
 
 
 def attributes(values: Any) -> dict[str, Any]:
@@ -142,12 +143,7 @@ class OtlpReceiver:
 
     def wait_for(self, predicate: Callable[[OtlpReceiver], bool], timeout: float = 20.0) -> bool:
         """Poll until `predicate(self)` holds; False after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.05)
-        return predicate(self)
+        return wait_until(lambda: predicate(self), timeout)
 
     def close(self) -> None:
         self._stop()

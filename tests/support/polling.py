@@ -1,35 +1,46 @@
-"""The one polling helper: wait, with a bound, for a condition that something else makes true."""
+"""The one polling helper, in three shapes: wait, with a bound, for a condition something else
+makes true. `eventually` fails the test; `arrives` and `wait_until` answer whether it held.
+Plain and async predicates alike."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+
+INTERVAL = 0.02
 
 
-async def eventually(
-    predicate: Callable[[], object | Awaitable[object]],
-    timeout: float = 20.0,
-    interval: float = 0.05,
-) -> None:
-    """Poll a plain or async condition until it holds; AssertionError after `timeout`."""
+async def arrives(
+    predicate: Callable[[], object], timeout: float = 20.0, interval: float = INTERVAL
+) -> bool:
+    """True once `predicate()` (or what it awaits to) is truthy; False after `timeout`."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + timeout
     while True:
         result = predicate()
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        if inspect.isawaitable(result):
             result = await result
         if result:
-            return
+            return True
         if loop.time() >= give_up:
-            raise AssertionError(f"condition not met in {timeout} s")
+            return False
         await asyncio.sleep(interval)
+
+
+async def eventually(
+    predicate: Callable[[], object], timeout: float = 20.0, interval: float = INTERVAL
+) -> None:
+    """Wait for the condition; AssertionError when it never holds within `timeout`."""
+    if not await arrives(predicate, timeout, interval):
+        raise AssertionError(f"condition not met in {timeout} s")
 
 
 def wait_until(
     predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
 ) -> bool:
-    """The blocking form, for tests without an event loop: True once the condition holds."""
+    """The blocking form, for tests (and helpers) without an event loop."""
     deadline = time.monotonic() + timeout
     while True:
         if predicate():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.policy.tools import RecordError, load_policy_file, parse_record
+from sidecar.policy.dryrun import RecordError, parse_record
+from sidecar.policy.tools import load_policy_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "deploy" / "config" / "account-protection.yaml"
