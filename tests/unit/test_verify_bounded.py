@@ -1,6 +1,7 @@
-"""`_bounded`, the replay-store time limit in verify.py, behaves as `asyncio.wait_for` does:
-the value or the exception of the call, TimeoutError when it takes too long, cancellation
-passed through; a call that never suspends is answered without arming a timer."""
+"""`bounded`, the replay-store time limit (sidecar/core/bounded.py), behaves as
+`asyncio.wait_for` does: the value or the exception of the call, TimeoutError when it takes
+too long, cancellation passed through; a call that never suspends is answered without arming
+a timer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 
 import pytest
 
-from sidecar.core.verify import _bounded
+from sidecar.core.bounded import bounded
 
 
 async def immediate(value: int) -> int:
@@ -35,17 +36,17 @@ async def test_a_call_that_never_suspends_needs_no_timer(
         raise AssertionError("a timer was armed")
 
     monkeypatch.setattr(asyncio, "timeout", no_timer)
-    assert await _bounded(immediate(7), 0.1) == 7
+    assert await bounded(immediate(7), 0.1) == 7
 
 
 async def test_a_call_that_suspends_gets_its_value() -> None:
-    assert await _bounded(suspends(8), 1.0) == 8
+    assert await bounded(suspends(8), 1.0) == 8
 
 
 @pytest.mark.parametrize("after_suspending", [False, True])
 async def test_the_call_s_exception_comes_through(after_suspending: bool) -> None:
     with pytest.raises(LookupError, match="store said no"):
-        await _bounded(fails(after_suspending), 1.0)
+        await bounded(fails(after_suspending), 1.0)
 
 
 async def test_a_slow_call_times_out_and_is_cancelled() -> None:
@@ -63,7 +64,7 @@ async def test_a_slow_call_times_out_and_is_cancelled() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(TimeoutError):
-        await _bounded(hangs(), 0.05)
+        await bounded(hangs(), 0.05)
     assert cancelled.is_set()
     assert loop.time() - started < 5  # bounded, not a timing assertion on the bound itself
 
@@ -81,7 +82,7 @@ async def test_cancelling_the_caller_cancels_the_call() -> None:
             raise
         return 0
 
-    task = asyncio.create_task(_bounded(waits(), 30.0))
+    task = asyncio.create_task(bounded(waits(), 30.0))
     await entered.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -99,4 +100,4 @@ async def test_a_call_that_answers_despite_the_timeout_is_heard() -> None:
 
     # As with wait_for and asyncio.timeout: a call that turns its cancellation into an answer
     # is taken at its word.
-    assert await _bounded(answers_late(), 0.02) == 5
+    assert await bounded(answers_late(), 0.02) == 5
