@@ -66,6 +66,9 @@ if [ $# -gt 0 ]; then # a selection: as asked (image tests in it build their own
   exec $BIN/pytest -q -p no:cacheprovider "$@"
 fi
 $BIN/pytest -q -p no:cacheprovider -m "not image"
+# The declared lower bounds, proved: the unit and integration tests again, on the lowest direct
+# versions pyproject.toml allows (a venv cached outside the clone; see the script).
+bash scripts/lowest-deps.sh
 # The container image, last: built from the Dockerfile (without an engine, by buildah on a
 # Debian base made once and cached in ~/.cache/recaptcha-sidecar), started as the chart does.
 echo "== container image (make image-test)"

@@ -154,6 +154,19 @@ async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+async def make_google_sidecar(
+    make_sidecar: SidecarFactory, google_emulator: GoogleEmulator
+) -> SidecarFactory:
+    """Sidecars talking to `google_emulator` over TLS with its API key; keyword overrides
+    as for `make_sidecar` (e.g. `api_key="wrong"`, `upstream_ca_file=None`)."""
+
+    async def factory(config_file: Path | None = None, **overrides: Any) -> SidecarHandle:
+        return await make_sidecar(config_file, **google_emulator.sidecar_settings(**overrides))
+
+    return factory
+
+
+@pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, empty, with no persistence; the test may
     stop, kill, freeze or restart it (same port). Killed at teardown."""

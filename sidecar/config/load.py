@@ -19,6 +19,7 @@ _FILES = (
     "tls_client_ca_file",
     "auth_token_file",
     "siteverify_secrets_file",
+    "upstream_ca_file",
 )
 
 

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     upstream_plaintext: bool = Field(
         False, description="Talk to upstream without TLS and credentials (local emulators only)."
     )
+    upstream_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that upstream's TLS certificate must chain to, instead of the "
+        "system roots (a TLS-inspecting proxy, a private endpoint, the emulator's --tls CA).",
+    )
     emulator: bool = Field(
         False, description="Run the embedded emulator in-process and use it as upstream."
     )

@@ -20,11 +20,19 @@ from sidecar.core.ports import (
     AnnotationSink,
     CallContext,
     DecisionObserver,
+    FailureKind,
     NullObserver,
     Upstream,
     UpstreamError,
 )
 from sidecar.core.validation import validate_annotation
+
+
+def rejected(error: UpstreamError) -> UpstreamRejected:
+    """What a synchronous Annotate tells its caller about a failed upstream call."""
+    return UpstreamRejected(
+        error.code, str(error), request=error.kind is FailureKind.REQUEST, kind=error.kind.value
+    )
 
 
 class DirectDelivery:
@@ -39,7 +47,7 @@ class DirectDelivery:
         try:
             await self._upstream.annotate(request, timeout=budget)
         except UpstreamError as error:
-            raise UpstreamRejected(error.code, str(error)) from None
+            raise rejected(error) from None
         return Delivery.DELIVERED
 
 

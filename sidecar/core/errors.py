@@ -21,8 +21,12 @@ class Overloaded(SidecarError):
 
 
 class UpstreamRejected(SidecarError):
-    """A synchronous upstream call failed; carries a gRPC-style status name for the caller."""
+    """A synchronous upstream call failed: upstream's status name, and whether the request
+    itself was refused (`request`: the caller can fix it) or the sidecar could not get an
+    answer (its credentials, quota, or upstream being down: the caller cannot)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, request: bool = False, kind: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.request = request
+        self.kind = kind

@@ -39,6 +39,10 @@ class FailureKind(enum.StrEnum):
     # No key could be chosen for the request (`sidecar.core.keys`): answered before upstream.
     CLIENT_TYPE_MISSING = "client_type_missing"  # several client types have keys, none was said
     KEYS_MISSING = "keys_missing"  # no key configured for the request's client type (or at all)
+    # Upstream refused this one request (a field the app sent, an unknown assessment): not a
+    # failure of upstream nor of the sidecar. No failure policy applies: the token is INVALID,
+    # the annotation is dead-lettered; health and the breaker stay out of it.
+    REQUEST = "request"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from sidecar.policy.rules import (
     decide_impossible,
     decide_missing,
     decide_no_key,
+    decide_rejected,
     decide_unchecked,
 )
 from sidecar.policy.schema import ActionPolicy, Policy
@@ -350,8 +351,14 @@ class Verifier:
                 request, site_key=site_key, timeout=budget
             )
         except UpstreamError as error:
-            decision = decide_unchecked(action_policy, error.kind, error.code.lower(), version)
-            return decision, _After.RELEASE if error.reached is False else _After.SETTLE
+            if error.kind is FailureKind.REQUEST:
+                decision = decide_rejected(action_policy, error.code.lower(), version)
+            else:
+                decision = decide_unchecked(action_policy, error.kind, error.code.lower(), version)
+            # The one rule: an allowed answer settles, even an UNCHECKED one an open policy
+            # let through; only a refused token that never reached Google is released.
+            never_sent = error.reached is False and not decision.allowed
+            return decision, _After.RELEASE if never_sent else _After.SETTLE
         decision = decide(
             action_policy, request.expected_action, upstream, version, now=time.time()
         )

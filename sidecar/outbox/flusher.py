@@ -3,10 +3,19 @@
 A batch goes out when `batch_size` rows were appended since the last one, or every
 `flush_interval` seconds. Within a batch at most `concurrency` sends run at once, each with
 its own retries (the resilient upstream's) and then its own schedule: a row is deleted only
-after upstream accepted it; a transient failure (unavailable, deadline, quota, credentials)
-comes back later with exponential back-off, however long the outage; a rejection of the row
-itself (INVALID_ARGUMENT, NOT_FOUND) counts toward `max_attempts`, after which the row moves to
-the dead-letter table. At shutdown `stop` makes one last pass over every row for the time left.
+after upstream accepted it; a transient failure (unavailable, deadline) comes back later with
+exponential back-off, however long the outage; a rejection of the row itself (the failure kind
+`request`: a malformed name, a reason Google refuses, an unknown assessment) counts toward
+`max_attempts`, after which the row moves to the dead-letter table.
+
+A sidecar-wide problem (credentials, permission, project, quota: kinds `config` and `quota`,
+decided by `classify` from ErrorInfo reasons and field violations, never by the code alone)
+says nothing about the row: it never counts against it. It pauses delivery instead: no row is
+sent until the pause ends (it grows like a row's back-off while the problem lasts, or follows
+Google's RetryInfo), `upstream` health is NOT_SERVING meanwhile (the retry layer's), and
+`paused_total` counts the pauses; delivery resumes by itself when the problem clears.
+At shutdown `stop` makes one last pass over every row for the time left, each row still
+waiting for its own back-off.
 """
 
 from __future__ import annotations
@@ -18,22 +27,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.core.annotate import rejected
 from sidecar.core.backoff import Backoff
-from sidecar.core.errors import UpstreamRejected
 from sidecar.core.model import AnnotationRequest, Delivery
-from sidecar.core.ports import Upstream, UpstreamError
+from sidecar.core.ports import FailureKind, Upstream, UpstreamError
 from sidecar.outbox import codec
 from sidecar.outbox.outbox import Outbox
 from sidecar.outbox.store import Retry, Row
 
 log = logging.getLogger(__name__)
 
-# Rejections of the annotation itself: repeating them can only help if upstream was briefly
-# inconsistent (an assessment name not visible yet), so they are counted and end in the
-# dead letter. Anything else says nothing about the row and is retried for as long as it takes.
-ROW_REJECTIONS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
 BREAKER_PAUSE = 1.0  # seconds before a row refused by our own breaker is tried again
 DRAIN_PAUSE = 0.1  # seconds between passes over the queue at shutdown
+# Failures that say the sidecar, not the row, is wrong: they pause delivery.
+SIDECAR_WIDE = frozenset({FailureKind.CONFIG, FailureKind.QUOTA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +72,12 @@ def backoff(settings: FlushSettings, attempts: int) -> float:
 
 
 def judge(row: Row, error: UpstreamError | None, now: float, settings: FlushSettings) -> Judgement:
-    """The fate of a row after one send (pure, so it is tested on its own)."""
+    """The fate of a row after one send (pure, so it is tested on its own). A sidecar-wide
+    problem is not judged here: the flusher pauses (see `Flusher`) and the row waits, uncounted."""
     if error is None:
         return Judgement(delivered=True)
     reason = f"{error.code}: {error}"[:500]
-    if error.code in ROW_REJECTIONS:
+    if error.kind is FailureKind.REQUEST:
         if row.rejections + 1 >= settings.max_attempts:
             return Judgement(dead=reason)
         delay = backoff(settings, row.rejections)
@@ -79,6 +87,11 @@ def judge(row: Row, error: UpstreamError | None, now: float, settings: FlushSett
         return Judgement(retry=Retry(row.id, now + pause, reason, attempted=False, rejected=False))
     delay = backoff(settings, row.attempts)
     return Judgement(retry=Retry(row.id, now + delay, reason, attempted=True, rejected=False))
+
+
+def sidecar_wide(error: UpstreamError | None) -> bool:
+    """Credentials, permission, project or quota: nothing the row can be blamed for."""
+    return error is not None and error.kind in SIDECAR_WIDE
 
 
 class Flusher:
@@ -99,6 +112,9 @@ class Flusher:
         self._gate = asyncio.Semaphore(self._settings.concurrency)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.paused_total = 0  # pauses begun for a sidecar-wide problem
+        self._paused_until = 0.0  # on `clock`: no row is sent before this
+        self._pauses = 0  # pauses in a row, for the back-off; an accepted send resets it
 
     def start(self) -> None:
         if self._task is None:
@@ -120,10 +136,36 @@ class Flusher:
             except Exception:
                 log.exception("outbox flush failed; retrying after the interval")
 
+    @property
+    def paused(self) -> bool:
+        """True while delivery waits out a sidecar-wide problem."""
+        return self._clock() < self._paused_until
+
+    def _pause(self, error: UpstreamError) -> float:
+        """Begin (or extend) a pause; returns when it ends. Google's RetryInfo, when it gave
+        one, decides its length; else it grows like a row's back-off."""
+        now = self._clock()
+        length = (
+            error.pushback if error.pushback is not None else backoff(self._settings, self._pauses)
+        )
+        until = now + length
+        if until > self._paused_until:
+            if self._paused_until <= now:
+                self.paused_total += 1
+                self._pauses += 1
+                log.warning(
+                    "annotation delivery paused: upstream refused the sidecar",
+                    extra={"code": error.code, "failure_kind": error.kind.value, "seconds": length},
+                )
+            self._paused_until = until
+        return self._paused_until
+
     async def _flush_once(
         self, *, deadline: float | None, after_id: int | None = None
     ) -> tuple[int, int]:
         """Lease one batch, send it, settle it: (rows leased, last row id)."""
+        if self.paused:
+            return 0, after_id or 0
         rows = await self._outbox.lease_due(self._settings.batch_size, after_id=after_id)
         if not rows:
             return 0, after_id or 0
@@ -167,10 +209,19 @@ class Flusher:
                 timeout = min(timeout, deadline - time.monotonic())
                 if timeout <= 0:
                     return None
+            if self.paused:
+                return None  # another send of this batch began a pause: wait with it
             try:
                 await self._upstream.annotate(request, timeout=timeout)
             except UpstreamError as error:
+                if sidecar_wide(error):
+                    until = self._pause(error)
+                    reason = f"{error.code}: {error}"[:500]
+                    return Judgement(
+                        retry=Retry(row.id, until, reason, attempted=False, rejected=False)
+                    )
                 return judge(row, error, self._clock(), self._settings)
+        self._pauses = 0
         return Judgement(delivered=True)
 
     async def deliver_now(
@@ -188,12 +239,17 @@ class Flusher:
                 return Delivery.QUEUED
             await self._upstream.annotate(request, timeout=timeout)
         except UpstreamError as error:
-            judgement = judge(row, error, self._clock(), self._settings)
-            if error.code in ROW_REJECTIONS:
+            if error.kind is FailureKind.REQUEST:
                 await self._outbox.settle(delivered=[row_id])  # reported, not queued
-                raise UpstreamRejected(error.code, str(error)) from None
-            assert judgement.retry is not None
-            await self._outbox.settle(retries=[judgement.retry])
+                raise rejected(error) from None
+            if sidecar_wide(error):
+                reason = f"{error.code}: {error}"[:500]
+                retry = Retry(row_id, self._pause(error), reason, attempted=False, rejected=False)
+            else:
+                judgement = judge(row, error, self._clock(), self._settings)
+                assert judgement.retry is not None
+                retry = judgement.retry
+            await self._outbox.settle(retries=[retry])
             return Delivery.QUEUED
         except BaseException:
             self._outbox.release_soon([row_id])
@@ -202,9 +258,10 @@ class Flusher:
         return Delivery.DELIVERED
 
     async def stop(self, timeout: float) -> int:
-        """Stop the loop, then pass over every queued row, whatever its schedule, until the
-        queue is empty or `timeout` seconds are spent; how many rows are left (they stay in
-        the file for the next start)."""
+        """Stop the loop, then keep sending rows as they fall due until the queue is empty or
+        `timeout` seconds are spent; how many rows are left (they stay in the file for the
+        next start). A row that failed waits for its own back-off here too: a permanently
+        failing row is not re-sent on every pass."""
         self._stopping = True
         self._outbox.kick()
         deadline = time.monotonic() + max(0.0, timeout)
@@ -213,10 +270,8 @@ class Flusher:
             if not done:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-        after_id = 0
         while time.monotonic() < deadline and self._outbox.depth():
-            leased, after_id = await self._flush_once(deadline=deadline, after_id=after_id)
-            if not leased:  # a pass is over; rows that failed get another while time lasts
-                after_id = 0
+            leased, _ = await self._flush_once(deadline=deadline)
+            if leased < self._settings.batch_size:  # nothing more is due now
                 await asyncio.sleep(min(DRAIN_PAUSE, max(0.0, deadline - time.monotonic())))
         return self._outbox.depth()

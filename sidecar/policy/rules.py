@@ -273,6 +273,22 @@ def decide_no_key(
     return dataclasses.replace(unchecked, verdict=_NO_KEY_VERDICT[kind])
 
 
+def decide_rejected(policy: ActionPolicy, detail: str, version: str = "") -> Decision:
+    """Upstream refused the request itself (a field the app sent): the token could not be
+    judged valid, so it is INVALID, never allowed in enforce mode; no failure policy applies,
+    since neither upstream nor the sidecar failed."""
+    allowed, verdict = _failed(policy)
+    return Decision(
+        allowed=allowed,
+        verdict=verdict,
+        token_status=TokenStatus.INVALID,
+        recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
+        decided_by=f"{FailureKind.REQUEST.value}:{detail}",
+        threshold=policy.threshold,
+        policy_version=version,
+    )
+
+
 def decide_unchecked(
     policy: ActionPolicy,
     kind: FailureKind,

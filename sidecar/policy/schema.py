@@ -161,7 +161,10 @@ class ActionPolicy(BaseModel):
         return labels
 
     def failure_policy(self, kind: FailureKind) -> FailurePolicy:
-        """The failure policy that applies to one kind of failure."""
+        """The failure policy that applies to one kind of failure. A refused request has
+        none: it is always closed (its token is INVALID, see `rules.decide_rejected`)."""
+        if kind is FailureKind.REQUEST:
+            return FailurePolicy.CLOSED
         if kind is FailureKind.QUOTA:
             return self.on_quota_exhausted
         if kind is FailureKind.CONFIG:

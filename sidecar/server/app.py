@@ -196,7 +196,7 @@ async def _start(
     await watch_health(stack, settings, health_, replay, upstream)
     if flusher is not None:
         flusher.start()
-    register_gauges(telemetry.instruments, upstream, outbox)
+    register_gauges(telemetry.instruments, upstream, outbox, flusher)
     await health_.report(SERVERS, True)
     stack.push_async_callback(health_.shutdown)  # first out
     return Sidecar(

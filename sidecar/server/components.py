@@ -36,6 +36,7 @@ from sidecar.server.module_settings import (
 )
 from sidecar.telemetry.providers import Telemetry
 from sidecar.upstream.client import GoogleUpstream
+from sidecar.upstream.credentials import ApiKey, CallCredentials, application_default
 from sidecar.upstream.retry import ResilientUpstream
 
 if TYPE_CHECKING:
@@ -75,6 +76,16 @@ class Shutdown:
         return max(0.0, self._deadline - time.monotonic())
 
 
+async def upstream_credentials(settings: Settings) -> CallCredentials:
+    """The API key when one is configured, else Application Default Credentials (found in a
+    thread: google-auth's detection pings the metadata server). `CredentialsMissing` (one
+    line naming what to set) when there are none."""
+    key = api_key(settings)
+    if key:
+        return ApiKey(key)
+    return await asyncio.to_thread(application_default)
+
+
 async def open_upstream(
     stack: contextlib.AsyncExitStack, settings: Settings, telemetry: Telemetry
 ) -> ResilientUpstream:
@@ -95,7 +106,10 @@ async def open_upstream(
         project=project,
         endpoint=endpoint,
         plaintext=plaintext,
-        api_key=api_key(settings),
+        credentials=None if plaintext else await upstream_credentials(settings),
+        root_certificates=(
+            settings.upstream_ca_file.read_bytes() if settings.upstream_ca_file else None
+        ),
     )
     upstream = resilient_upstream(telemetry.instrument_upstream(google), settings)
     stack.push_async_callback(upstream.close)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.outbox import Outbox
+from sidecar.outbox import Flusher, Outbox
 from sidecar.telemetry.metrics import Instruments
-from sidecar.upstream.retry import RPC_ANNOTATE, RPC_CREATE, ResilientUpstream
+from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE
+from sidecar.upstream.retry import ResilientUpstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class _BreakerGauge:
 @dataclass(frozen=True, slots=True)
 class _OutboxGauge:
     outbox: Outbox
+    flusher: Flusher | None = None
 
     def outbox_depth(self) -> int:
         return self.outbox.depth()
@@ -35,9 +37,15 @@ class _OutboxGauge:
     def outbox_dead_letters(self) -> int:
         return self.outbox.dead_letter_count()
 
+    def outbox_paused(self) -> bool:
+        return self.flusher is not None and self.flusher.paused
+
 
 def register_gauges(
-    instruments: Instruments, upstream: ResilientUpstream, outbox: Outbox | None
+    instruments: Instruments,
+    upstream: ResilientUpstream,
+    outbox: Outbox | None,
+    flusher: Flusher | None = None,
 ) -> None:
     """Breaker state and retry budget per RPC (`assess`, `annotate`), and the outbox."""
     for rpc, name in ((RPC_CREATE, "assess"), (RPC_ANNOTATE, "annotate")):
@@ -45,4 +53,4 @@ def register_gauges(
         instruments.register_breaker(gauge, name)
         instruments.register_retry_budget(gauge, name)
     if outbox is not None:
-        instruments.register_outbox(_OutboxGauge(outbox))
+        instruments.register_outbox(_OutboxGauge(outbox, flusher))

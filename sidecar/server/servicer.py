@@ -75,6 +75,23 @@ _CLIENT_TYPE = {
 }
 _UPSTREAM_CODE = {code.name: code for code in grpc.StatusCode}
 
+# What a synchronous call tells the app when the sidecar could not get an answer: upstream's
+# UNAUTHENTICATED or RESOURCE_EXHAUSTED must not read as the sidecar's own (listener auth, load
+# shedding). The sidecar's configuration is wrong: FAILED_PRECONDITION; quota or upstream
+# down: UNAVAILABLE (try again later). Only a refusal of the request itself keeps its code.
+_SIDECAR_SIDE = {"config": grpc.StatusCode.FAILED_PRECONDITION}
+
+
+def upstream_status(error: UpstreamRejected) -> tuple[grpc.StatusCode, str]:
+    """The status and message an app gets for a failed synchronous upstream call."""
+    if error.request:
+        return _UPSTREAM_CODE.get(
+            error.code, grpc.StatusCode.INVALID_ARGUMENT
+        ), f"upstream: {error}"
+    code = _SIDECAR_SIDE.get(error.kind, grpc.StatusCode.UNAVAILABLE)
+    return code, f"upstream refused the sidecar's call ({error.code}): {error}"
+
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
@@ -93,8 +110,8 @@ def maps_domain_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
         except Overloaded as error:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error) or "overloaded")
         except UpstreamRejected as error:
-            code = _UPSTREAM_CODE.get(error.code, grpc.StatusCode.UNAVAILABLE)
-            await context.abort(code, f"upstream: {error}")
+            code, message = upstream_status(error)
+            await context.abort(code, message)
         raise AssertionError("unreachable")  # context.abort always raises
 
     return wrapper

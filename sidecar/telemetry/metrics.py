@@ -164,6 +164,14 @@ CATALOG: tuple[MetricSpec, ...] = (
         (),
         "Annotations given up on and kept in the dead-letter table.",
     ),
+    MetricSpec(
+        "outbox.paused",
+        "outbox_paused",
+        "gauge",
+        (),
+        "1 while delivery is paused by a sidecar-wide upstream refusal (credentials, "
+        "permission, project, quota), else 0.",
+    ),
 )
 
 
@@ -197,6 +205,10 @@ class OutboxStats(Protocol):
 
     def outbox_dead_letters(self) -> int:
         """Items in the dead-letter table."""
+        ...
+
+    def outbox_paused(self) -> bool:
+        """Whether delivery waits out a sidecar-wide upstream problem."""
         ...
 
 
@@ -338,6 +350,12 @@ class Instruments:
             "{item}",
             "Annotations in the dead-letter table.",
         )
+        meter.create_observable_gauge(
+            "outbox.paused",
+            [self._outbox(lambda o: float(o.outbox_paused()))],
+            "",
+            "1 while annotation delivery is paused by a sidecar-wide upstream refusal.",
+        )
 
     @staticmethod
     def _tally(meter: Meter, name: str, keys: tuple[str, ...], unit: str) -> Tally:
@@ -368,7 +386,7 @@ class Instruments:
         self._budgets.add(name, stats)
 
     def register_outbox(self, stats: OutboxStats) -> None:
-        """Export the outbox depth, oldest age and dead letters."""
+        """Export the outbox depth, oldest age, dead letters and whether delivery is paused."""
         self._outboxes.add("outbox", stats)
 
     def _observe_breakers(self, _: CallbackOptions) -> Iterable[Observation]:

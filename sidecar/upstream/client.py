@@ -1,24 +1,28 @@
 """The reCAPTCHA Enterprise v1 gRPC client.
 
-The channel comes from google-cloud-recaptcha-enterprise's own transport factory (Application
-Default Credentials, Workload Identity, endpoint and scopes as Google sets them up). Calls go
-through plain protobuf stubs on that channel rather than the proto-plus GAPIC wrappers: the
-wrapping and the GAPIC logging interceptor cost more than the rest of the hot path.
+One TLS channel (the system's roots, or `upstream_ca_file`); the credentials are not in the
+channel but attached per call (`credentials.py`): an API key, or an access token the sidecar
+obtains and refreshes itself with google-auth, so that a credential that cannot be had is a
+typed failure instead of gRPC's "Getting metadata from plugin failed". gRPC reads the proxy
+variables itself (`grpc_proxy`, `https_proxy`, `no_grpc_proxy` / `no_proxy`). Calls go through
+plain protobuf stubs rather than the proto-plus GAPIC wrappers: the wrapping and the GAPIC
+logging interceptor cost more than the rest of the hot path.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Sequence
 
 import grpc
-from google.cloud.recaptchaenterprise_v1.services.recaptcha_enterprise_service.transports import (
-    grpc_asyncio as gapic_transport,
-)
 from google.cloud.recaptchaenterprise_v1.types import recaptchaenterprise as types
 
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment, UserIdKind
-from sidecar.upstream.classify import classify
+from sidecar.core.ports import UpstreamError
+from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE, classify
+from sidecar.upstream.credentials import ApiKey, CallCredentials
+from sidecar.upstream.diagnosis import EndpointProbe
 
 _SERVICE = "/google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService/"
 _pb_CreateAssessmentRequest = types.CreateAssessmentRequest.pb()
@@ -130,33 +134,32 @@ class GoogleUpstream:
         endpoint: str,
         plaintext: bool = False,
         api_key: str | None = None,
+        credentials: CallCredentials | None = None,
+        root_certificates: bytes | None = None,
         channel_options: Sequence[tuple[str, object]] = (),
     ) -> None:
+        """`plaintext`: no TLS and no credentials (local emulators only). Otherwise TLS,
+        trusting `root_certificates` (PEM) or the default roots, and `credentials` (or an
+        `api_key`) on every call."""
         options = [
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
             *channel_options,
         ]
+        self._credentials = credentials
+        self._probe: EndpointProbe | None = None
         if plaintext:
             self._channel = grpc.aio.insecure_channel(endpoint, options=options)
-        elif api_key:
-            # An API key travels as `x-goog-api-key` metadata over TLS; no other credentials.
-            self._channel = grpc.aio.secure_channel(
-                endpoint, grpc.ssl_channel_credentials(), options=options
-            )
         else:
-            # Application Default Credentials (Workload Identity on GKE), as Google's client does.
-            self._channel = (
-                gapic_transport.RecaptchaEnterpriseServiceGrpcAsyncIOTransport.create_channel(
-                    endpoint, options=options
-                )
-            )
+            self._probe = EndpointProbe(endpoint, root_certificates)
+            if self._credentials is None and api_key:
+                self._credentials = ApiKey(api_key)
+            tls = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.aio.secure_channel(endpoint, tls, options=options)
         self._parent = f"projects/{project}"
         routing = ("x-goog-request-params", "parent=" + urllib.parse.quote(self._parent, safe=""))
         client = ("x-goog-api-client", "recaptcha-sidecar/0.1 gl-python grpc")
         self._metadata: tuple[tuple[str, str], ...] = (routing, client)
-        if api_key:
-            self._metadata += (("x-goog-api-key", api_key),)
         self._annotate_base_metadata = tuple(m for m in self._metadata if m is not routing)
         self._create = self._channel.unary_unary(
             _SERVICE + "CreateAssessment",
@@ -181,12 +184,14 @@ class GoogleUpstream:
         message = _pb_CreateAssessmentRequest(
             parent=self._parent, assessment={"event": build_event(request, site_key)}
         )
+        deadline = time.monotonic() + timeout
+        auth, timeout = await self._authenticate(timeout)
         try:
             answer = await self._create(
-                message, timeout=timeout, metadata=(*self._metadata, *metadata)
+                message, timeout=timeout, metadata=(*self._metadata, *auth, *metadata)
             )
         except grpc.aio.AioRpcError as error:
-            raise classify(error) from None
+            raise await self._failure(classify(error, RPC_CREATE), deadline) from None
         return to_upstream_assessment(answer)
 
     async def annotate(
@@ -202,14 +207,36 @@ class GoogleUpstream:
             "x-goog-request-params",
             "name=" + urllib.parse.quote(request.assessment_name, safe=""),
         )
+        deadline = time.monotonic() + timeout
+        auth, timeout = await self._authenticate(timeout)
         try:
             await self._annotate(
                 message,
                 timeout=timeout,
-                metadata=(routing, *self._annotate_base_metadata, *metadata),
+                metadata=(routing, *self._annotate_base_metadata, *auth, *metadata),
             )
         except grpc.aio.AioRpcError as error:
-            raise classify(error) from None
+            raise await self._failure(classify(error, RPC_ANNOTATE), deadline) from None
+
+    async def _authenticate(self, timeout: float) -> tuple[tuple[tuple[str, str], ...], float]:
+        """The credential metadata for one call, and the time left for the call itself."""
+        if self._credentials is None:
+            return (), timeout
+        started = time.monotonic()
+        auth = await self._credentials.metadata(timeout)
+        return auth, max(0.001, timeout - (time.monotonic() - started))
+
+    async def _failure(self, error: UpstreamError, deadline: float) -> UpstreamError:
+        """The failure to report: Google refusing our access token (expired, revoked) makes
+        the next call get a new one; an UNAVAILABLE is explained by the endpoint probe when it
+        has typed evidence (an unresolvable name, an untrusted certificate)."""
+        if error.code == "UNAUTHENTICATED" and self._credentials is not None:
+            self._credentials.invalidate()
+        if error.code == "UNAVAILABLE" and self._probe is not None:
+            found = await self._probe.diagnose(deadline - time.monotonic())
+            if found is not None:
+                return UpstreamError(found)
+        return error
 
     async def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""

@@ -7,7 +7,8 @@ become the app's outage. `ResilientUpstream` wraps any `Upstream` and adds, per 
   remaining, never a fixed per-attempt timeout;
 - at most `max_attempts` attempts, with full-jitter exponential back-off (`core.backoff`) or
   the server's pushback (`grpc-retry-pushback-ms`, `RetryInfo`) when it sends one;
-- the retry budget (`budget.py`) and the circuit breaker (`breaker.py`).
+- the retry budget (`budget.py`) and the circuit breaker (`breaker.py`);
+- Google's RetryInfo window after RESOURCE_EXHAUSTED (`quota.py`): no call inside it.
 
 What a failure means (kind, reached, retryable) is decided by `classify.py`, once; this loop
 only reads the `UpstreamFailure` values and copies them with `dataclasses.replace`. One clock
@@ -39,18 +40,19 @@ from sidecar.upstream.budget import BudgetSettings, RetryBudget
 from sidecar.upstream.classify import (
     BREAKER_OPEN,
     NO_TIME_LEFT,
+    RPC_ANNOTATE,
+    RPC_CREATE,
     is_retryable,
     local_failure,
     may_repeat_create,
     says_upstream_is_down,
 )
+from sidecar.upstream.quota import RetryAfterWindow
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RPC_CREATE = "create"
-RPC_ANNOTATE = "annotate"
 # How long a quota or credential error keeps the `upstream` health entry NOT_SERVING.
 PROBLEM_MEMORY_SECONDS = 30.0
 # Quota and credential errors are logged at most this often per RPC and code.
@@ -91,6 +93,7 @@ class _Guard:
         self.clock = clock
         self.budget = RetryBudget(budget, clock=clock)
         self.breaker = CircuitBreaker(breaker, name=name, clock=clock)
+        self.quota = RetryAfterWindow(clock)
         self.problems: dict[FailureKind, float] = {}  # kind → when last seen
         self.logged: dict[str, float] = {}  # code → when last logged
 
@@ -179,6 +182,10 @@ class ResilientUpstream:
     def budget_level(self, rpc: str = RPC_CREATE) -> float:
         return self._guards[rpc].budget.level()
 
+    def retry_after(self, rpc: str = RPC_CREATE) -> float:
+        """Seconds left in Google's RetryInfo window for `rpc` (0: upstream may be called)."""
+        return self._guards[rpc].quota.remaining()
+
     def health(self) -> tuple[bool, str]:
         """(serving, reason) for the `upstream` health entry: not serving while Assess's
         breaker is not closed, or while quota or credential errors are recent."""
@@ -204,6 +211,10 @@ class ResilientUpstream:
         """The answer, and whether an earlier attempt may have reached upstream."""
         clock = self._clock
         deadline = clock() + timeout
+        refusal = guard.quota.refusal()
+        if refusal is not None:
+            guard.note_problem(refusal)
+            raise refusal
         guard.budget.deposit()
         ambiguous = False  # an attempt of ours may have reached upstream
         last: UpstreamError | None = None
@@ -222,6 +233,7 @@ class ResilientUpstream:
                 outcome = Outcome.FAILURE if says_upstream_is_down(error.failure) else None
                 guard.breaker.record(permit, outcome or Outcome.NEUTRAL)
                 guard.note_problem(error)
+                guard.quota.note(error.failure)
                 last = error
             else:
                 guard.breaker.record(permit, Outcome.SUCCESS)

@@ -201,6 +201,9 @@ class Outbox:
     def outbox_dead_letters(self) -> int:
         return 2
 
+    def outbox_paused(self) -> bool:
+        return True
+
 
 async def test_gauges_read_registered_providers(make_sidecar: SidecarFactory) -> None:
     handle = await make_sidecar(metrics_listen="127.0.0.1:0")
@@ -219,6 +222,7 @@ async def test_gauges_read_registered_providers(make_sidecar: SidecarFactory) ->
     assert by(samples, "outbox_depth") == {(): 7}
     assert by(samples, "outbox_oldest_age_seconds") == {(): 12.5}
     assert by(samples, "outbox_dead_letters") == {(): 2}
+    assert by(samples, "outbox_paused") == {(): 1}
     breaker.state = "open"
     assert by(await scrape(handle), "upstream_breaker_state", "breaker")[("fake",)] == 2
 

@@ -17,7 +17,8 @@ from sidecar.config import ConfigError, load_settings
 from sidecar.emulator import mint_token
 from sidecar.emulator.project import redact
 from sidecar.server.listeners import ListenError
-from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
+from tests.conftest import SidecarFactory, SidecarHandle
+from tests.support.google import WEB_KEY, GoogleEmulator
 from tests.support.network import free_port
 from tests.support.processes import ROOT, emulator_process, sidecar_process
 
@@ -128,16 +129,21 @@ def test_project_required_without_emulator() -> None:
 
 
 async def test_api_key_travels_as_metadata(
-    make_sidecar: SidecarFactory, emulator: EmulatorHandle, tmp_path: Path
+    make_google_sidecar: SidecarFactory, google_emulator: GoogleEmulator, tmp_path: Path
 ) -> None:
+    """From the key file to `x-goog-api-key`, over TLS (plaintext upstream carries no
+    credentials: `upstream_plaintext` is for local emulators only)."""
     key_file = tmp_path / "key"
-    key_file.write_text("test-api-key-123\n")
-    handle = await make_sidecar(api_key_file=key_file)
-    await handle.stub.Assess(pb.AssessRequest(token=mint_token()), timeout=5)
-    metadata = (await emulator.control.stats())["recent_creates"][-1]["metadata"]
+    key_file.write_text(google_emulator.api_key + "\n")
+    handle = await make_google_sidecar(api_key=None, api_key_file=key_file)
+    answer = await handle.stub.Assess(
+        pb.AssessRequest(token=mint_token(site_key=WEB_KEY)), timeout=5
+    )
+    assert answer.token_status == pb.TOKEN_STATUS_VALID, "the emulator accepted the key"
+    metadata = (await google_emulator.control.stats())["recent_creates"][-1]["metadata"]
     # The emulator's stats show credentials as a digest prefix, never in clear.
-    assert metadata.get("x-goog-api-key") == redact("x-goog-api-key", "test-api-key-123")
-    assert metadata.get("x-goog-request-params") == "parent=projects%2Ftest-project"
+    assert metadata.get("x-goog-api-key") == redact("x-goog-api-key", google_emulator.api_key)
+    assert metadata.get("x-goog-request-params") == (f"parent=projects%2F{google_emulator.project}")
 
 
 def _stub(address: str) -> tuple[grpc.Channel, sidecar_pb2_grpc.VerificationServiceStub]:

@@ -67,7 +67,7 @@ async def test_quota_stays_closed_is_not_retried_and_shows_in_health_and_logs(
     )
     try:
         async with control(emulator_address) as ctl, sidecar_stubs(address) as (stub, health):
-            await ctl.set_faults("create", quota=True, retry_delay_ms=10)
+            await ctl.set_faults("create", quota=True)
             tokens = [mint_token() for _ in range(10)]
             answers = [await stub.Assess(pb.AssessRequest(token=t), timeout=5) for t in tokens]
             stats = await ctl.stats(tokens=tokens)

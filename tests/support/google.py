@@ -74,6 +74,35 @@ class GoogleEmulator:
     def project(self) -> str:
         return PROJECT_ID
 
+    def sidecar_settings(self, **overrides: Any) -> dict[str, Any]:
+        """Settings for a sidecar that talks to this emulator as to Google: TLS trusting its
+        CA (`upstream_ca_file`), the API key, the project and the web key."""
+        settings: dict[str, Any] = {
+            "project": PROJECT_ID,
+            "site_key": WEB_KEY,
+            "upstream_endpoint": self.address,
+            "upstream_plaintext": False,
+            "upstream_ca_file": self.ca_file,
+            "api_key": self.api_key,
+        }
+        settings.update(overrides)
+        return settings
+
+    def sidecar_args(self, *extra: str) -> list[str]:
+        """`serve` flags for a sidecar process using Application Default Credentials (run it
+        with `adc_env()`): no API key, the metadata server hands out its tokens."""
+        return [
+            "--project",
+            PROJECT_ID,
+            "--site-key",
+            WEB_KEY,
+            "--upstream-endpoint",
+            self.address,
+            "--upstream-ca-file",
+            str(self.ca_file),
+            *extra,
+        ]
+
     def channel(self, *, api_key: str | None = None) -> grpc.aio.Channel:
         """A TLS channel trusting the emulator; with ``api_key``, every call carries it."""
         credentials = grpc.ssl_channel_credentials(self.ca_pem)

@@ -40,12 +40,20 @@ def test_quota_and_credential_errors_are_retried_not_dead_lettered() -> None:
 
 def test_row_rejections_end_in_the_dead_letter() -> None:
     error = UpstreamError(
-        UpstreamFailure(FailureKind.CONFIG, "NOT_FOUND", "no such assessment", reached=False)
+        UpstreamFailure(FailureKind.REQUEST, "NOT_FOUND", "no such assessment", reached=False)
     )
     first = judge(ROW, error, 0.0, SETTINGS)
     assert first.retry is not None and first.retry.rejected
     last = judge(Row(7, b"", 0.0, 3, rejections=2), error, 0.0, SETTINGS)
     assert last.dead.startswith("NOT_FOUND")
+
+
+def test_only_the_request_kind_counts_against_the_row_not_its_code() -> None:
+    """An INVALID_ARGUMENT about the API key is the sidecar's problem: never a rejection."""
+    for kind in (FailureKind.CONFIG, FailureKind.QUOTA, FailureKind.TRANSIENT):
+        failure = UpstreamFailure(kind, "INVALID_ARGUMENT", "x", reached=False)
+        retry = judge(Row(7, b"", 0.0, 3, rejections=2), UpstreamError(failure), 0.0, SETTINGS)
+        assert retry.retry is not None and not retry.retry.rejected and not retry.dead
 
 
 def test_breaker_refusal_is_not_an_attempt() -> None:

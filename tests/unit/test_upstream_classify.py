@@ -87,15 +87,95 @@ def test_a_refused_connection_never_reached_google() -> None:
 def test_error_info_reason_is_kept_and_can_override_the_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    details = status_details(error_details_pb2.ErrorInfo(reason="API_KEY_INVALID"))
+    details = status_details(error_details_pb2.ErrorInfo(reason="SOME_NEW_REASON"))
     trailer = ("grpc-status-details-bin", details)
     failure = classify(rpc_error(grpc.StatusCode.UNAVAILABLE, trailer)).failure
-    assert failure.reason == "API_KEY_INVALID"
+    assert failure.reason == "SOME_NEW_REASON"
     assert failure.kind is FailureKind.TRANSIENT  # no row for the reason: the code decides
     monkeypatch.setattr(
         classification,
         "BY_REASON",
-        {"API_KEY_INVALID": Meaning(FailureKind.CONFIG, reached=False)},
+        {"SOME_NEW_REASON": Meaning(FailureKind.CONFIG, reached=False)},
     )
     failure = classify(rpc_error(grpc.StatusCode.UNAVAILABLE, trailer)).failure
     assert (failure.kind, failure.reached, failure.retryable) == (FailureKind.CONFIG, False, False)
+
+
+def bad_request(*fields: str) -> error_details_pb2.BadRequest:
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description="bad") for f in fields
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("rpc", "code", "details", "kind"),
+    [
+        # Issue 14 item 2: an invalid API key is the sidecar's problem, whatever the RPC.
+        (
+            "create",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            [error_details_pb2.ErrorInfo(reason="API_KEY_INVALID")],
+            FailureKind.CONFIG,
+        ),
+        (
+            "annotate",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            [error_details_pb2.ErrorInfo(reason="API_KEY_INVALID")],
+            FailureKind.CONFIG,
+        ),
+        # The site key or the parent come from the settings: configuration.
+        (
+            "create",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            [bad_request("assessment.event.site_key")],
+            FailureKind.CONFIG,
+        ),
+        ("create", grpc.StatusCode.INVALID_ARGUMENT, [bad_request("parent")], FailureKind.CONFIG),
+        (
+            "create",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            [bad_request("assessment.event.user_ip_address", "assessment.event.site_key")],
+            FailureKind.CONFIG,
+        ),
+        # A field the app sent: that request's problem.
+        (
+            "create",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            [bad_request("assessment.event.user_ip_address")],
+            FailureKind.REQUEST,
+        ),
+        # No details at all: on Assess it may be the key (closed, config); on Annotate the row.
+        ("create", grpc.StatusCode.INVALID_ARGUMENT, [], FailureKind.CONFIG),
+        ("annotate", grpc.StatusCode.INVALID_ARGUMENT, [], FailureKind.REQUEST),
+        # Issue 14 item 3: an unknown assessment is that annotation's problem.
+        ("annotate", grpc.StatusCode.NOT_FOUND, [], FailureKind.REQUEST),
+        ("create", grpc.StatusCode.NOT_FOUND, [], FailureKind.CONFIG),
+        (
+            "annotate",
+            grpc.StatusCode.PERMISSION_DENIED,
+            [error_details_pb2.ErrorInfo(reason="IAM_PERMISSION_DENIED")],
+            FailureKind.CONFIG,
+        ),
+        (
+            "annotate",
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            [error_details_pb2.ErrorInfo(reason="RATE_LIMIT_EXCEEDED")],
+            FailureKind.QUOTA,
+        ),
+        (
+            "create",
+            grpc.StatusCode.UNAUTHENTICATED,
+            [error_details_pb2.ErrorInfo(reason="ACCESS_TOKEN_EXPIRED")],
+            FailureKind.CONFIG,
+        ),
+    ],
+)
+def test_error_info_and_field_violations_split_the_request_from_the_sidecar(
+    rpc: str, code: grpc.StatusCode, details: list[object], kind: FailureKind
+) -> None:
+    trailer = ("grpc-status-details-bin", status_details(*details))
+    failure = classify(rpc_error(code, trailer), rpc).failure
+    assert failure.kind is kind
+    assert failure.reached is False and not failure.retryable
