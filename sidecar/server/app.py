@@ -34,7 +34,7 @@ from sidecar.config import Settings, reload_settings
 from sidecar.core.annotate import Annotator
 from sidecar.core.ports import ReplayStore
 from sidecar.core.verify import Verifier
-from sidecar.outbox import Outbox
+from sidecar.outbox import Flusher, Outbox
 from sidecar.policy.source import PolicySource
 from sidecar.replay import open_replay_store
 from sidecar.server.components import (
@@ -55,6 +55,7 @@ from sidecar.server.module_settings import account_id_protector, telemetry_optio
 from sidecar.server.servicer import VerificationFrontDoor
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, start_telemetry
+from sidecar.upstream.retry import ResilientUpstream
 
 if TYPE_CHECKING:
     from sidecar.server.http import HttpListener  # aiohttp: imported only with http_listen
@@ -92,6 +93,10 @@ class Sidecar:
     outbox: Outbox | None
     policy: PolicySource
     telemetry: Telemetry
+    # The retry layer (breaker, RetryInfo window) and the outbox's flusher (paused or not):
+    # what operators' tools and the tests read.
+    upstream: ResilientUpstream
+    flusher: Flusher | None
     _stack: contextlib.AsyncExitStack
     _shutdown: Shutdown
     http: HttpListener | None = None  # siteverify, forward-auth (`http_listen`)
@@ -208,6 +213,8 @@ async def _start(
         outbox,
         policy,
         telemetry,
+        upstream,
+        flusher,
         stack,
         shutdown,
         http,
