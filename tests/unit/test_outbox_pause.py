@@ -30,6 +30,16 @@ class Upstream:
         return None
 
 
+SETTINGS = FlushSettings(
+    batch_size=100,
+    flush_interval=0.5,
+    concurrency=8,
+    max_attempts=1,
+    send_timeout=5.0,
+    max_backoff=60.0,
+)
+
+
 def row(name: str) -> AnnotationRequest:
     return AnnotationRequest(
         assessment_name=f"projects/1/assessments/{name}", annotation="LEGITIMATE"
@@ -37,12 +47,12 @@ def row(name: str) -> AnnotationRequest:
 
 
 async def test_a_sidecar_wide_refusal_pauses_every_row_and_delivery_resumes(tmp_path: Path) -> None:
-    outbox = await Outbox.open(tmp_path / "outbox.sqlite3")
+    outbox = await Outbox.open(tmp_path / "outbox.sqlite3", max_items=1000)
     refusal = UpstreamFailure(
         FailureKind.CONFIG, "INVALID_ARGUMENT", "API key not valid", reached=False, pushback=0.4
     )
     upstream = Upstream(refusal)
-    flusher = Flusher(outbox, upstream, FlushSettings(max_attempts=1))  # type: ignore[arg-type]
+    flusher = Flusher(outbox, upstream, SETTINGS)  # type: ignore[arg-type]
     try:
         await outbox.append(row("a"))
         await flusher._flush_once(deadline=None)
@@ -67,9 +77,9 @@ async def test_a_sidecar_wide_refusal_pauses_every_row_and_delivery_resumes(tmp_
 
 
 async def test_a_refusal_of_the_row_itself_is_not_a_pause(tmp_path: Path) -> None:
-    outbox = await Outbox.open(tmp_path / "outbox.sqlite3")
+    outbox = await Outbox.open(tmp_path / "outbox.sqlite3", max_items=1000)
     refused = UpstreamFailure(FailureKind.REQUEST, "NOT_FOUND", "no such assessment", reached=False)
-    flusher = Flusher(outbox, Upstream(refused), FlushSettings(max_attempts=1))  # type: ignore[arg-type]
+    flusher = Flusher(outbox, Upstream(refused), SETTINGS)  # type: ignore[arg-type]
     try:
         await outbox.append(row("gone"))
         await flusher._flush_once(deadline=None)
