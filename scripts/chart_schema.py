@@ -27,6 +27,7 @@ CHART_MANAGED = {
     "auth_token_file": "listenerSecurity.token.secretName",
     "account_id_key": "accountId.existingSecret (never in clear in a ConfigMap)",
     "account_id_key_file": "accountId.existingSecret",
+    "outbox_key_file": "outboxKey.existingSecret",
     "replay_redis_password": "replayStore.urlSecret (in the URL; never in clear in a ConfigMap)",
 }
 
@@ -117,6 +118,7 @@ def schema() -> dict[str, Any]:
                 "rollOnPolicyChange": BOOL,
                 "metrics": obj({"insecure": BOOL}),
                 "accountId": obj({"existingSecret": STRING, "key": STRING}),
+                "outboxKey": obj({"existingSecret": STRING, "key": STRING}),
                 "listenerSecurity": obj(
                     {
                         "tls": obj({"secretName": STRING, "clientAuth": BOOL}),

@@ -203,3 +203,12 @@ def disposable_redis_sentinel(tmp_path: Path) -> Iterator[RedisSentinel]:
     """A Sentinel group of this test's own, to fail over."""
     with RedisSentinel(tmp_path / "redis-sentinel") as group:
         yield group
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each replay store in turn: the memory store, then a real redis-server."""
+    if request.param == "memory":
+        return "memory://"
+    url: str = request.getfixturevalue("redis_server").url
+    return url

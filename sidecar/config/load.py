@@ -20,6 +20,7 @@ _FILES = (
     "auth_token_file",
     "siteverify_secrets_file",
     "upstream_ca_file",
+    "outbox_key_file",
 )
 
 
@@ -55,6 +56,7 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         if path is not None and not path.is_file():
             raise ConfigError(f"invalid configuration:\n  {key}: no such file {path}")
     _check_account_id_key(settings)
+    _check_outbox_key(settings)
     settings._source = (config_file, overrides)
     return settings
 
@@ -76,3 +78,13 @@ def _check_account_id_key(settings: Settings) -> None:
             f"invalid configuration:\n  account_id_protection {settings.account_id_protection}: "
             f"{error}"
         ) from None
+
+
+def _check_outbox_key(settings: Settings) -> None:
+    """The keys of `outbox_key_file` must decode, now rather than at the first Annotate."""
+    from sidecar.outbox.sealing import SealingKeyError, load_sealer
+
+    try:
+        load_sealer(settings.outbox_key_file)
+    except SealingKeyError as error:
+        raise ConfigError(f"invalid configuration:\n  {error}") from None

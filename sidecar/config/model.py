@@ -244,6 +244,44 @@ class Settings(BaseSettings):
         ge=0,
         description="Calls waiting for a slot; past it RESOURCE_EXHAUSTED at once.",
     )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Connections each gRPC server (the pod's listeners, the exposed ones, the "
+        "probe listener) holds at once; more are closed at once. Keep it below the file "
+        "descriptor limit.",
+    )
+    max_concurrent_streams: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Calls one connection may have open at once (HTTP/2 "
+        "MAX_CONCURRENT_STREAMS; past it a call is refused, UNAVAILABLE). The default is what "
+        "gRPC keeps pending for the sidecar at most: more could not be served anyway.",
+    )
+    max_connection_idle: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a connection without calls stays open before it is closed "
+        "(clients reconnect on their next call).",
+    )
+    max_connection_age: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after which a connection is asked to go away (GOAWAY): this "
+        "bounds connections holding calls that never send their message, which gRPC does not "
+        "hand to the sidecar.",
+    )
+    max_connection_age_grace: float = Field(
+        30.0,
+        gt=0,
+        le=3_600,
+        description="Seconds a connection asked to go away has to finish its calls before "
+        "it is closed.",
+    )
     outbox: Path | None = Field(
         None,
         description="SQLite file queueing annotations durably (WAL, synchronous=FULL); "
@@ -272,6 +310,13 @@ class Settings(BaseSettings):
     )
     outbox_max_items: int = Field(
         100_000, ge=1, description="Most annotations queued; past it RESOURCE_EXHAUSTED."
+    )
+    outbox_key_file: Path | None = Field(
+        None,
+        description="File (a mounted Secret, the same for every replica) holding base64 "
+        "AES-256 keys, one per line (`openssl rand -base64 32`): outbox payloads are sealed "
+        "with the first (AES-256-GCM), opened with any. Unset: payloads rest in clear until "
+        "delivered (deleted rows are zeroed).",
     )
     shutdown_grace: float = Field(
         10.0,

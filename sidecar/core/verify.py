@@ -31,6 +31,7 @@ from typing import TypeVar
 from sidecar.core.bounded import bounded
 from sidecar.core.keys import NoKey, SiteKeys
 from sidecar.core.limits import AdmissionLimiter, Slot
+from sidecar.core.logthrottle import ThrottledLog
 from sidecar.core.model import AssessmentRequest, Decision, TokenStatus
 from sidecar.core.ports import (
     CallContext,
@@ -165,6 +166,8 @@ class Verifier:
         self._keys = SiteKeys(settings.default_site_key, settings.site_keys)
         self._limiter = limiter
         self._inflight: dict[str, _Flight] = {}
+        # A store outage fails every call the same way: one line per kind per interval.
+        self._log = ThrottledLog(log)
 
     async def assess(
         self, request: AssessmentRequest, timeout: float | None = None, *, call: CallContext
@@ -329,7 +332,9 @@ class Verifier:
             if limit < self._settings.replay_timeout and isinstance(error, TimeoutError):
                 kind, reason = FailureKind.TRANSIENT, "deadline"
             else:
-                log.warning("replay store claim failed: %s", type(error).__name__)
+                self._log.warning(
+                    "replay_claim", "replay store claim failed: %s", type(error).__name__
+                )
                 kind, reason = FailureKind.REPLAY_STORE, "unavailable"
             return decide_unchecked(action_policy, kind, reason, version), _After.RELEASE
 
@@ -406,14 +411,18 @@ class Verifier:
                 self._settings.replay_timeout,
             )
         except _STORE_FAILURES as error:
-            log.warning("replay store settle failed: %s", type(error).__name__)
+            self._log.warning(
+                "replay_settle", "replay store settle failed: %s", type(error).__name__
+            )
 
     async def _forget(self, key: str, claim_id: str) -> None:
         """Release a claim whose token never reached upstream, so the app may retry it."""
         try:
             await bounded(self._replay.release(key, claim_id), self._settings.replay_timeout)
         except _STORE_FAILURES as error:
-            log.warning("replay store release failed: %s", type(error).__name__)
+            self._log.warning(
+                "replay_release", "replay store release failed: %s", type(error).__name__
+            )
 
 
 __all__ = ["TokenStatus", "Verifier", "VerifySettings", "idempotency_digest", "token_digest"]

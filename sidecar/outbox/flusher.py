@@ -29,14 +29,20 @@ from dataclasses import dataclass
 
 from sidecar.core.annotate import rejected
 from sidecar.core.backoff import Backoff
+from sidecar.core.errors import InvalidArgument
+from sidecar.core.logthrottle import ThrottledLog
 from sidecar.core.model import AnnotationRequest, Delivery
 from sidecar.core.ports import FailureKind, Upstream, UpstreamError
-from sidecar.outbox import codec
+from sidecar.core.validation import validate_annotation
 from sidecar.outbox.outbox import Outbox
+from sidecar.outbox.sealing import UnsealableRow
 from sidecar.outbox.store import Retry, Row
 
 log = logging.getLogger(__name__)
 
+# Why a row went to the dead letter (the `reason` label of outbox.dead_lettered).
+REJECTED, UNREADABLE, INVALID, FAILED = "rejected", "unreadable", "invalid", "failed"
+DEAD_LETTER_KINDS = (REJECTED, UNREADABLE, INVALID, FAILED)
 BREAKER_PAUSE = 1.0  # seconds before a row refused by our own breaker is tried again
 DRAIN_PAUSE = 0.1  # seconds between passes over the queue at shutdown
 # Failures that say the sidecar, not the row, is wrong: they pause delivery.
@@ -115,6 +121,14 @@ class Flusher:
         self.paused_total = 0  # pauses begun for a sidecar-wide problem
         self._paused_until = 0.0  # on `clock`: no row is sent before this
         self._pauses = 0  # pauses in a row, for the back-off; an accepted send resets it
+        # Rows moved to the dead letter by this process, by why (the outbox.dead_lettered
+        # metric): rejected by upstream, unreadable, invalid (no request can be built), failed.
+        self.dead_lettered = dict.fromkeys(DEAD_LETTER_KINDS, 0)
+        self._log = ThrottledLog(log)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Rows moved to the dead letter by this process, by reason (for the metric)."""
+        return dict(self.dead_lettered)
 
     def start(self) -> None:
         if self._task is None:
@@ -133,8 +147,12 @@ class Flusher:
                         break
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox flush failed; retrying after the interval")
+            except Exception as error:  # the file, not a row (rows never raise: `_send`)
+                self._log.warning(
+                    "flush_failed",
+                    "outbox flush failed; retrying after the interval: %s",
+                    type(error).__name__,
+                )
 
     @property
     def paused(self) -> bool:
@@ -198,11 +216,29 @@ class Flusher:
         return delivered, retries, dead, cut
 
     async def _send(self, row: Row, deadline: float | None) -> Judgement | None:
-        """One row upstream; None when time ran out before it could be sent."""
+        """One row upstream; None when time ran out before it could be sent. Never raises:
+        one bad row must not stall the batch (a raise would re-lease all of it forever).
+
+        A row that cannot be read, or that no upstream request can be built from (an enum
+        name this version does not know after a rollback, a time out of range), goes to the
+        dead letter at once; any other surprise counts as a rejection of that row, so it
+        ends in the dead letter after `max_attempts` rather than looping."""
         try:
-            request = codec.decode(row.payload)
+            request = self._outbox.read(row.payload)
+            validate_annotation(request)
+        except UnsealableRow:
+            # The key file, not the row: keep it, and try again once the key may be back.
+            self._log.warning(
+                "unsealable",
+                "outbox rows sealed with a key outbox_key_file does not hold: kept, not sent",
+            )
+            retry_at = self._clock() + self._settings.max_backoff
+            reason = "unsealable: outbox_key_file"
+            return Judgement(retry=Retry(row.id, retry_at, reason, attempted=False, rejected=False))
         except (ValueError, KeyError, TypeError) as error:
-            return Judgement(dead=f"unreadable: {type(error).__name__}")
+            return self._bury(row, UNREADABLE, f"unreadable: {type(error).__name__}")
+        except InvalidArgument as error:
+            return self._bury(row, INVALID, f"invalid: {error.field}")
         async with self._gate:
             timeout = self._settings.send_timeout
             if deadline is not None:
@@ -220,9 +256,29 @@ class Flusher:
                     return Judgement(
                         retry=Retry(row.id, until, reason, attempted=False, rejected=False)
                     )
-                return judge(row, error, self._clock(), self._settings)
+                judgement = judge(row, error, self._clock(), self._settings)
+                if judgement.dead:
+                    self.dead_lettered[REJECTED] += 1
+                return judgement
+            except InvalidArgument as error:  # upstream cannot be asked with this row
+                return self._bury(row, INVALID, f"invalid: {error.field}")
+            except Exception as error:  # a bug: this row only, bounded by max_attempts
+                self._log.warning("send_failed", "outbox send failed: %s", type(error).__name__)
+                reason = f"failed: {type(error).__name__}"
+                if row.rejections + 1 >= self._settings.max_attempts:
+                    return self._bury(row, FAILED, reason)
+                delay = backoff(self._settings, row.rejections)
+                retry = Retry(row.id, self._clock() + delay, reason, attempted=True, rejected=True)
+                return Judgement(retry=retry)
         self._pauses = 0
         return Judgement(delivered=True)
+
+    def _bury(self, row: Row, kind: str, reason: str) -> Judgement:
+        self.dead_lettered[kind] += 1
+        self._log.warning(
+            f"dead_{kind}", "outbox row moved to the dead letter", extra={"reason": reason}
+        )
+        return Judgement(dead=reason)
 
     async def deliver_now(
         self, row_id: int, request: AnnotationRequest, timeout: float
@@ -261,7 +317,8 @@ class Flusher:
         """Stop the loop, then keep sending rows as they fall due until the queue is empty or
         `timeout` seconds are spent; how many rows are left (they stay in the file for the
         next start). A row that failed waits for its own back-off here too: a permanently
-        failing row is not re-sent on every pass."""
+        failing row is not re-sent on every pass. Never raises: whatever goes wrong here (the
+        file, a bug) is logged, and the rest of the shutdown still closes everything."""
         self._stopping = True
         self._outbox.kick()
         deadline = time.monotonic() + max(0.0, timeout)
@@ -270,8 +327,11 @@ class Flusher:
             if not done:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-        while time.monotonic() < deadline and self._outbox.depth():
-            leased, _ = await self._flush_once(deadline=deadline)
-            if leased < self._settings.batch_size:  # nothing more is due now
-                await asyncio.sleep(min(DRAIN_PAUSE, max(0.0, deadline - time.monotonic())))
+        try:
+            while time.monotonic() < deadline and self._outbox.depth():
+                leased, _ = await self._flush_once(deadline=deadline)
+                if leased < self._settings.batch_size:  # nothing more is due now
+                    await asyncio.sleep(min(DRAIN_PAUSE, max(0.0, deadline - time.monotonic())))
+        except Exception as error:
+            log.error("outbox drain at shutdown failed: %s", type(error).__name__)
         return self._outbox.depth()

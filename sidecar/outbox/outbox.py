@@ -5,6 +5,11 @@ connection; the loop only waits on futures. Appends arriving together share one 
 and one fsync (group commit), so durability does not cost one disk flush per annotation.
 Memory stays bounded: at most `max_pending` appends wait for the disk and at most
 `max_items` rows are queued; past either, `Overloaded`.
+
+A damaged file never keeps the sidecar down: `open` moves it aside with its `-wal` and `-shm`
+(`outbox.db.corrupt-<UTC time>`, which SQLite can still open to recover rows from), logs and
+counts it, and starts an empty queue. Payloads are sealed at rest when a key is configured
+(`sidecar.outbox.sealing`).
 """
 
 from __future__ import annotations
@@ -21,11 +26,29 @@ from typing import TypeVar
 from sidecar.core.errors import Overloaded
 from sidecar.core.model import AnnotationRequest
 from sidecar.outbox import codec
-from sidecar.outbox.store import OutboxStore, Retry, Row
+from sidecar.outbox.sealing import PlainSealer, Sealer
+from sidecar.outbox.store import OutboxDamaged, OutboxStore, Retry, Row
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged outbox file and its `-wal` / `-shm` to `<name>.corrupt-<UTC time>`
+    (and `…-wal`, `…-shm`, so that SQLite opens them together); the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    serial = 1
+    while aside.exists():
+        serial += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{serial}")
+    for suffix in ("-wal", "-shm"):
+        companion = Path(f"{path}{suffix}")
+        if companion.exists():
+            companion.rename(f"{aside}{suffix}")
+    path.rename(aside)
+    return aside
 
 
 class Outbox:
@@ -38,9 +61,13 @@ class Outbox:
         *,
         max_items: int,
         max_pending: int,
+        sealer: Sealer | None = None,
         clock: Callable[[], float] = time.time,
+        moved_aside: int = 0,
     ) -> None:
         self._store = store
+        self._sealer = sealer or PlainSealer()
+        self.moved_aside = moved_aside  # damaged files moved aside at open (the metric)
         self._executor = executor
         self._max_items = max_items
         self._max_pending = max_pending
@@ -60,19 +87,40 @@ class Outbox:
         max_items: int,
         max_pending: int = 10_000,
         clock: Callable[[], float] = time.time,
+        sealer: Sealer | None = None,
     ) -> Outbox:
         """Open (or create) the file and take ownership of it; rows a previous process left
-        are queued again."""
+        are queued again. A damaged file is moved aside and an empty queue started; a file
+        of a newer schema (`OutboxTooNew`), I/O, space and lock errors stop the start."""
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outbox")
         loop = asyncio.get_running_loop()
+        moved = 0
         try:
-            store = await loop.run_in_executor(executor, OutboxStore, path)
+            try:
+                store = await loop.run_in_executor(executor, OutboxStore, path)
+            except OutboxDamaged as damage:
+                aside = await loop.run_in_executor(executor, move_aside, path)
+                moved = 1
+                log.error(
+                    "outbox file damaged: moved aside, starting an empty queue "
+                    "(docs/annotations.md says how to recover its rows)",
+                    extra={"damage": str(damage)[:300], "moved_to": str(aside)},
+                )
+                store = await loop.run_in_executor(executor, OutboxStore, path)
         except BaseException:
             executor.shutdown(wait=False)
             raise
         if store.depth:
             log.info("outbox resumes queued annotations", extra={"depth": store.depth})
-        return cls(store, executor, max_items=max_items, max_pending=max_pending, clock=clock)
+        return cls(
+            store,
+            executor,
+            max_items=max_items,
+            max_pending=max_pending,
+            sealer=sealer,
+            moved_aside=moved,
+            clock=clock,
+        )
 
     # ---- telemetry (plain methods: read from any thread, no I/O) ----
 
@@ -110,7 +158,7 @@ class Outbox:
         if self._store.depth + len(self._pending) >= self._max_items:
             raise Overloaded("outbox full: upstream has not accepted annotations for a while")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((codec.encode(request), lease, future))
+        self._pending.append((self._sealer.seal(codec.encode(request)), lease, future))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit())
         return await asyncio.shield(future)
@@ -152,6 +200,11 @@ class Outbox:
                 self._trigger.set()
 
     # ---- the flusher's side ----
+
+    def read(self, payload: bytes) -> AnnotationRequest:
+        """A stored payload → the annotation: `UnsealableRow` when no configured key opens
+        it, ValueError (and friends) when it is not a record at all."""
+        return codec.decode(self._sealer.open(payload))
 
     async def lease_due(self, limit: int, *, after_id: int | None = None) -> list[Row]:
         return await self._run(self._store.lease_due, self._clock(), limit, after_id=after_id)

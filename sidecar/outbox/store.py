@@ -6,6 +6,14 @@ owns the connection; the async facade in `outbox.py` hands work to that thread. 
 owns a file at a time (an exclusive `flock` beside it), so two sidecars never deliver the same
 rows. Leases (rows being sent) live in memory: after a crash every row is simply due again,
 which makes delivery at-least-once.
+
+A file SQLite reports as damaged at open (SQLITE_CORRUPT, SQLITE_NOTADB, a failed
+`PRAGMA quick_check`, tables that are not an outbox's) raises `OutboxDamaged`, so the caller
+can move it aside and start a fresh queue; a file from a newer schema raises `OutboxTooNew`
+(never moved: the newer sidecar reads it). Every other failure (I/O errors, a full disk,
+locks) is not damage and propagates as it is. Deleted rows are overwritten in the file
+(`secure_delete`) and the WAL is truncated after deletes, so a delivered annotation does not
+rest on disk (see docs/annotations.md for what may remain).
 """
 
 from __future__ import annotations
@@ -16,6 +24,22 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# PRAGMA user_version of the files this version writes; files from 0 (written before the
+# version was recorded) are this same schema.
+SCHEMA_VERSION = 1
+OUTBOX_COLUMNS = (
+    "id",
+    "payload",
+    "created",
+    "attempts",
+    "rejections",
+    "next_attempt",
+    "last_error",
+)
+DEAD_COLUMNS = ("id", "payload", "created", "attempts", "last_error", "dead_at")
+# SQLite's primary result codes for a file that is not a sound database.
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -41,6 +65,58 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 
 class OutboxLocked(Exception):
     """Another process owns this outbox file."""
+
+
+class OutboxDamaged(Exception):
+    """The file is not a sound outbox (corrupt, not a database, or another schema)."""
+
+
+class OutboxTooNew(Exception):
+    """The file was written by a newer schema than this version reads (after a rollback)."""
+
+
+def _check(db: sqlite3.Connection, path: Path) -> int:
+    """The schema version of a sound outbox file; `OutboxTooNew`, `OutboxDamaged` (or the
+    DatabaseError SQLite raised) otherwise."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise OutboxTooNew(
+            f"outbox {path} was written by schema version {version}; this sidecar reads up "
+            f"to version {SCHEMA_VERSION}: run the newer version, or move the file aside to "
+            "start an empty queue"
+        )
+    check = db.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise OutboxDamaged(f"quick_check: {str(check)[:200]}")
+    for table, expected in (("outbox", OUTBOX_COLUMNS), ("dead_letter", DEAD_COLUMNS)):
+        columns = tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+        if columns and columns != expected:
+            raise OutboxDamaged(f"{table} is not an outbox table: columns {columns}")
+    return version
+
+
+def inspect(path: Path) -> None:
+    """The checks of `_check` on a read-only connection, before anything opens the file for
+    writing: closing a read-write connection would checkpoint the WAL into a damaged file and
+    delete the WAL, so what is moved aside would no longer be what was found. Errors that
+    are no verdict on the file (it cannot be opened read-only) are left to the real open."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.DatabaseError:
+        return
+    try:
+        _check(db, path)
+    except sqlite3.DatabaseError as error:
+        if is_damage(error):
+            raise OutboxDamaged(f"{type(error).__name__}: {error}") from None
+    finally:
+        db.close()
+
+
+def is_damage(error: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is damaged (never an I/O, space or lock error)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DAMAGE_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +162,23 @@ class OutboxStore:
             raise OutboxLocked(f"outbox {path} is in use by another process") from None
         try:
             fresh = not path.exists()
+            if not fresh:
+                inspect(path)
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
-            if fresh:
-                os.chmod(path, 0o600)  # annotations carry account ids
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot use WAL on {path} (got {mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            try:
+                if fresh:
+                    os.chmod(path, 0o600)  # annotations carry account ids
+                self._open_checked()
+            except BaseException:
+                self._db.close()
+                raise
+        except sqlite3.DatabaseError as error:
+            os.close(self._lock_fd)
+            if is_damage(error):
+                raise OutboxDamaged(f"{type(error).__name__}: {error}") from None
+            raise
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -105,6 +188,18 @@ class OutboxStore:
         self.depth = counts.depth
         self.oldest_created = counts.oldest_created
         self.dead_letters = counts.dead_letters
+
+    def _open_checked(self) -> None:
+        """Check the file is a sound outbox of a schema this version reads, then set it up."""
+        version = _check(self._db, self.path)
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL on {self.path} (got {mode})")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left
+        self._db.executescript(SCHEMA)
+        if version < SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # ---- writes ----
 
@@ -183,6 +278,11 @@ class OutboxStore:
                     (error, now, row_id),
                 ).rowcount
                 removed += self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
+        if removed:
+            # Delivered rows are zeroed in the pages (secure_delete); truncating the WAL
+            # drops the copies of them it still holds. One process owns the file, so no
+            # reader makes this wait.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.depth -= removed
         self.dead_letters += buried
         if removed:

@@ -10,8 +10,16 @@ It holds up to a million tokens for their whole lifetime, so each entry is kept 
   time) stripped; decisions of one deployment differ in few ways (verdict, score step, action,
   hostname), so the table stays small, and it is bounded: past it a decision is kept as is;
 - entries live in generations (plain dicts, one per ten seconds of arrivals) instead of one
-  OrderedDict: a whole generation is dropped once everything in it has expired, so eviction
+  OrderedDict: a whole generation is dropped once everything in it has expired, so expiry
   needs neither a per-entry linked list nor a scan.
+
+A full store makes room without scanning it (junk must never lock real users out): each
+generation also lists the keys settled in it, not-allowed and allowed apart, oldest first, and
+one claim evicts one entry from the oldest list that has a live one: settled *not-allowed*
+entries first (re-presenting one is no worse than a fresh junk token), *allowed* ones only
+when nothing else is left (such a token coming back costs one upstream call and upstream's
+DUPE refuses it, but under an open policy during an outage it could pass, so each is counted
+and logged as a capacity alarm), never a pending claim. Each listed key is looked at once.
 
 Bytes-only dicts are also invisible to the garbage collector, so a full store adds nothing to
 the collector's pauses.
@@ -20,6 +28,7 @@ the collector's pauses.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import operator
 import struct
@@ -28,8 +37,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from sidecar.core.logthrottle import ThrottledLog
 from sidecar.core.model import Decision
 from sidecar.core.ports import ReplayEntry, ReplayStoreError
+
+log = logging.getLogger(__name__)
 
 _GENERATION_SECONDS = 10.0  # arrivals grouped per generation
 _MAX_TEMPLATES = 4096  # distinct decision shapes kept in the table
@@ -43,6 +55,11 @@ _IDEM_TEXT = 4  # a length-prefixed UTF-8 idempotency digest follows (not hex)
 _NAME_HEX = 8  # the assessment id after the prefix is hex, stored as its bytes
 _NAME_SPLIT = 16  # the name is prefix + "/" + id (else the id is the whole name)
 _CLAIM = 32  # a pending entry: a length-prefixed ASCII claim id follows
+_ALLOWED = 64  # a settled entry whose decision let the request through
+
+# Eviction kinds (the `kind` label of the evictions metric).
+NOT_ALLOWED = "not_allowed"
+ALLOWED = "allowed"
 _LEN = struct.Struct("<H")
 _CLAIM_LEN = struct.Struct("<B")
 # template index, name prefix index, create time (NaN for None)
@@ -71,21 +88,41 @@ def _key(key: str) -> bytes | str:
 
 
 class _Generation:
-    """Entries that arrived in one window, and the latest expiry among them."""
+    """Entries that arrived in one window, the latest expiry among them, and eviction
+    candidates oldest first (a key may have moved on since: each is checked when taken).
 
-    __slots__ = ("entries", "last_expiry", "opened")
+    Not-allowed keys are listed as they are settled (junk is what a flood is made of, and it
+    is evicted first). Allowed keys, most of a healthy store, cost nothing extra: they are
+    listed by one pass over the generation the first time one must go (the capacity alarm),
+    and again only if entries arrived in it since (only the newest generation takes any)."""
+
+    __slots__ = ("allowed", "entries", "last_expiry", "not_allowed", "opened", "puts", "scanned")
 
     def __init__(self, opened: float) -> None:
         self.opened = opened
         self.last_expiry = opened
         self.entries: dict[bytes | str, Any] = {}
+        self.not_allowed: deque[bytes | str] = deque()
+        self.allowed: deque[bytes | str] = deque()
+        self.puts = 0  # entries written into this generation so far
+        self.scanned = -1  # `puts` when the allowed keys were last listed; -1: never
+
+    def candidates(self, kind: str) -> deque[bytes | str]:
+        """The eviction candidates of `kind`, listing the allowed ones if need be."""
+        if kind == NOT_ALLOWED:
+            return self.not_allowed
+        if not self.allowed and self.scanned != self.puts:
+            self.scanned = self.puts
+            self.allowed.extend(key for key, value in self.entries.items() if _state(value)[2])
+        return self.allowed
 
 
 class MemoryReplayStore:
     """A bounded map of token digests with expiry.
 
-    When full it first forgets what has expired; when full of live entries it refuses new
-    claims (fail closed) rather than forget a live token and let its replay through.
+    When full it first forgets what has expired, then evicts settled entries (not-allowed
+    first, see the module docstring); only when every entry is a pending claim does it refuse
+    new claims (fail closed).
     """
 
     def __init__(
@@ -97,7 +134,11 @@ class MemoryReplayStore:
         self._generations: deque[_Generation] = deque()
         self._count = 0
         self._max_entries = max_entries
-        self._retry_full_at = 0.0  # when full of live entries: the earliest one expires then
+        self.evictions = {NOT_ALLOWED: 0, ALLOWED: 0}
+        self.examined = 0  # eviction candidates looked at (each listed key at most once)
+        self.scans = 0  # full scans for expired claims (only when every entry is pending)
+        self._retry_full_at = 0.0  # when full of pending claims: the earliest one expires then
+        self._alarm = ThrottledLog(log)
         self._templates: dict[tuple[Any, ...], int] = {}
         self._template_list: list[list[Any]] = []  # constructor arguments, two left blank
         self._prefixes: dict[str, int] = {}
@@ -105,6 +146,10 @@ class MemoryReplayStore:
 
     def __len__(self) -> int:
         return self._count
+
+    def replay_evictions(self) -> dict[str, int]:
+        """Live entries evicted so far, by kind (the `replay.evictions` metric)."""
+        return dict(self.evictions)
 
     # ---- encoding ---------------------------------------------------------------------------
 
@@ -132,7 +177,7 @@ class MemoryReplayStore:
             if packed is None:
                 return (expires_at, entry)
             name_flags, body = packed
-            flags |= _SETTLED | name_flags
+            flags |= _SETTLED | name_flags | (_ALLOWED if decision.allowed else 0)
             parts.append(body)
         return _HEAD.pack(expires_at, flags) + b"".join(parts)
 
@@ -223,6 +268,9 @@ class MemoryReplayStore:
         if expires_at > current.last_expiry:
             current.last_expiry = expires_at
         self._count += 1
+        current.puts += 1
+        if entry.decision is not None and not entry.decision.allowed:
+            current.not_allowed.append(key)
 
     def _has_room(self, now: float) -> bool:
         """Room for one more entry, after forgetting what has expired if the store is full."""
@@ -238,23 +286,63 @@ class MemoryReplayStore:
             self._generations = kept
 
     def _make_room(self, now: float) -> None:
-        """Called when full: drop expired generations, then expired entries one by one; if
-        every entry is live, refuse until the earliest of them expires."""
+        """Called when full: drop expired generations, then free one entry: a settled
+        not-allowed one, else a settled allowed one (a capacity alarm), never a pending one."""
         self._drop_expired(now)
-        if self._count < self._max_entries or now < self._retry_full_at:
+        if self._count < self._max_entries:
             return
+        if self._evict(NOT_ALLOWED, now) or self._evict(ALLOWED, now):
+            return
+        self._forget_expired_claims(now)
+
+    def _forget_expired_claims(self, now: float) -> None:
+        """The last resort, when every entry is a pending claim (at most the assessments in
+        flight, far below any sane `max_entries`): forget claims that have expired one by
+        one, in a generation that still holds live ones; if none has, refuse until the
+        earliest of them expires, without looking again before then."""
+        if now < self._retry_full_at:
+            return
+        self.scans += 1
         earliest = math.inf
         for generation in self._generations:
             entries = generation.entries
             for key in list(entries):
-                value = entries[key]
-                expires_at = value[0] if type(value) is tuple else _HEAD.unpack_from(value)[0]
+                expires_at = _state(entries[key])[0]
                 if expires_at <= now:
                     del entries[key]
                     self._count -= 1
                 elif expires_at < earliest:
                     earliest = expires_at
         self._retry_full_at = earliest if self._count >= self._max_entries else 0.0
+
+    def _evict(self, kind: str, now: float) -> bool:
+        """Forget the oldest live entry settled as `kind`; True when one entry is gone."""
+        for generation in self._generations:
+            candidates = generation.candidates(kind)
+            while candidates:
+                key = candidates.popleft()
+                self.examined += 1
+                value = generation.entries.get(key)
+                if value is None:
+                    continue  # gone already: released, expired or settled again elsewhere
+                expires_at, flags, allowed = _state(value)
+                if not flags & _SETTLED or (kind == ALLOWED) is not allowed:
+                    continue  # claimed again since (pending), or settled the other way
+                del generation.entries[key]
+                self._count -= 1
+                if expires_at <= now:
+                    return True  # expired anyway: no eviction
+                self.evictions[kind] += 1
+                if kind == ALLOWED:
+                    self._alarm.warning(
+                        "allowed_evicted",
+                        "replay store full: forgetting tokens that were allowed; a replay of "
+                        "one costs an upstream call and rests on upstream's DUPE. Raise "
+                        "replay_max_entries above the peak rate of new tokens x replay_ttl",
+                        extra={"max_entries": self._max_entries},
+                    )
+                return True
+        return False
 
     # ---- the ReplayStore protocol -----------------------------------------------------------
 
@@ -317,6 +405,16 @@ class MemoryReplayStore:
     async def close(self) -> None:
         self._generations.clear()
         self._count = 0
+
+
+def _state(value: Any) -> tuple[float, int, bool]:
+    """(expiry, flags, allowed) of a stored value without decoding its decision."""
+    if type(value) is tuple:
+        entry: ReplayEntry = value[1]
+        flags = 0 if entry.decision is None else _SETTLED
+        return value[0], flags, entry.decision is not None and entry.decision.allowed
+    expires_at, flags = _HEAD.unpack_from(value)
+    return expires_at, flags, bool(flags & _ALLOWED)
 
 
 def _hex_bytes(text: str) -> bytes | str:

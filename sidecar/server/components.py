@@ -22,7 +22,9 @@ from sidecar.core.limits import AdmissionLimiter
 from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
 from sidecar.core.verify import Verifier
 from sidecar.outbox import Flusher, Outbox, OutboxSink
+from sidecar.outbox.sealing import load_sealer
 from sidecar.replay.health import check_store, watch_store
+from sidecar.server.connections import ConnectionWatch
 from sidecar.server.decoding import DecodeGuard
 from sidecar.server.drain import DrainGate
 from sidecar.server.health import REPLAY_STORE, UPSTREAM, HealthAggregator, watch_upstream
@@ -125,7 +127,11 @@ async def open_sink(
     """Where annotations go: straight upstream, or the durable outbox and its flusher."""
     if settings.outbox is None:
         return DirectDelivery(upstream, settings.upstream_timeout), None, None
-    outbox = await Outbox.open(settings.outbox, max_items=settings.outbox_max_items)
+    outbox = await Outbox.open(
+        settings.outbox,
+        max_items=settings.outbox_max_items,
+        sealer=load_sealer(settings.outbox_key_file),
+    )
     stack.push_async_callback(outbox.close)
     flusher = Flusher(
         outbox,
@@ -176,7 +182,7 @@ async def open_servers(
 
     def make_server(extra: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
         interceptors = [*front, *extra, decoder]
-        server = grpc.aio.server(options=server_options(), interceptors=interceptors)
+        server = grpc.aio.server(options=server_options(settings), interceptors=interceptors)
         for door in front_doors:
             door.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -203,6 +209,18 @@ async def open_servers(
     health_address = bind_health(settings, health_servicer, servers, ("", *services))
     for server in servers:
         await server.start()
+    watch = ConnectionWatch(
+        [*addresses, *([health_address] if health_address else [])], settings.max_connections
+    )
+    watch.refresh()
+    telemetry.instruments.register_connections(watch)
+    watcher = asyncio.create_task(watch.run(), name="connection-watch")
+
+    async def stop_watch() -> None:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+    stack.push_async_callback(stop_watch)
     return local, addresses, health_address
 
 

@@ -1,11 +1,14 @@
-"""Adapters from the retry layer and the outbox to the gauge protocols of `metrics.py`, so
-neither of them imports OpenTelemetry and the metrics module knows neither of them."""
+"""Adapters from the retry layer, the outbox and the replay store to the gauge protocols of
+`metrics.py`, so none of them imports OpenTelemetry and the metrics module knows none of
+them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sidecar.core.ports import ReplayStore
 from sidecar.outbox import Flusher, Outbox
+from sidecar.replay.memory import MemoryReplayStore
 from sidecar.telemetry.metrics import Instruments
 from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE
 from sidecar.upstream.retry import ResilientUpstream
@@ -40,14 +43,23 @@ class _OutboxGauge:
     def outbox_paused(self) -> bool:
         return self.flusher is not None and self.flusher.paused
 
+    def outbox_damaged_files(self) -> int:
+        return self.outbox.moved_aside
+
 
 def register_gauges(
     instruments: Instruments,
     upstream: ResilientUpstream,
     outbox: Outbox | None,
+    replay: ReplayStore | None = None,
     flusher: Flusher | None = None,
 ) -> None:
-    """Breaker state and retry budget per RPC (`assess`, `annotate`), and the outbox."""
+    """Breaker state and retry budget per RPC (`assess`, `annotate`), the outbox and its
+    dead letters, and the memory replay store's evictions."""
+    if isinstance(replay, MemoryReplayStore):
+        instruments.register_replay_evictions(replay)
+    if flusher is not None:
+        instruments.register_dead_letters(flusher)
     for rpc, name in ((RPC_CREATE, "assess"), (RPC_ANNOTATE, "annotate")):
         gauge = _BreakerGauge(upstream, rpc)
         instruments.register_breaker(gauge, name)

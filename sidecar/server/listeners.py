@@ -120,9 +120,12 @@ def bind(
     return bound
 
 
-def server_options() -> list[tuple[str, int]]:
+def server_options(settings: Settings) -> list[tuple[str, int]]:
     """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it;
-    a larger pending-call bound, so that overload is answered by the admission limiter."""
+    a larger pending-call bound, so that overload is answered by the admission limiter; and
+    the connection bounds (gRPC core enforces them before any Python runs): connections per
+    server, calls per connection, idle close, and a maximum age with a grace, which is what
+    ends a call whose message never comes (gRPC calls Python only once it has arrived)."""
     return [
         ("grpc.so_reuseport", 0),
         # Beyond the request bound of the validation, so a slightly large request still gets
@@ -134,7 +137,16 @@ def server_options() -> list[tuple[str, int]]:
         # let more through so that the admission limiter answers a burst with a clear
         # RESOURCE_EXHAUSTED. Past this, gRPC's own bound still protects memory.
         ("grpc.server.max_pending_requests", PENDING_REQUESTS),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        ("grpc.max_connection_idle_ms", _millis(settings.max_connection_idle)),
+        ("grpc.max_connection_age_ms", _millis(settings.max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", _millis(settings.max_connection_age_grace)),
     ]
+
+
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def bind_listeners(
@@ -219,7 +231,7 @@ def bind_health(
     the servicer, so it flips NOT_SERVING with the rest."""
     if settings.health_listen is None:
         return None
-    probe = grpc.aio.server(options=server_options(), interceptors=[DecodeGuard()])
+    probe = grpc.aio.server(options=server_options(settings), interceptors=[DecodeGuard()])
     servers.append(probe)
     health_pb2_grpc.add_HealthServicer_to_server(ProbeHealth(servicer, names), probe)
     return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]

@@ -8,7 +8,7 @@ decision metrics mirror the ones Identity Platform publishes for its own reCAPTC
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -144,6 +144,37 @@ CATALOG: tuple[MetricSpec, ...] = (
         "Time of each replay store operation (claim, settle, release, get), in seconds.",
     ),
     MetricSpec(
+        "process.open_file_descriptor.count",
+        "process_open_file_descriptor_count",
+        "gauge",
+        (),
+        "File descriptors the sidecar has open (from /proc, every 5 s); a warning is logged "
+        "from 80% of the limit.",
+    ),
+    MetricSpec(
+        "process.file_descriptor.limit",
+        "process_file_descriptor_limit",
+        "gauge",
+        (),
+        "The process's file descriptor limit (RLIMIT_NOFILE, soft).",
+    ),
+    MetricSpec(
+        "rpc.server.connections",
+        "rpc_server_connections",
+        "gauge",
+        ("listener",),
+        "Established connections per listen address (from /proc, every 5 s); each gRPC "
+        "server holds at most max_connections.",
+    ),
+    MetricSpec(
+        "replay.evictions",
+        "replay_evictions_total",
+        "counter",
+        ("kind",),
+        "Memory store, when full: live entries forgotten to make room, by kind: not_allowed "
+        "(settled, not allowed: first) or allowed (a capacity alarm: raise replay_max_entries).",
+    ),
+    MetricSpec(
         "outbox.depth",
         "outbox_depth",
         "gauge",
@@ -171,6 +202,22 @@ CATALOG: tuple[MetricSpec, ...] = (
         (),
         "1 while delivery is paused by a sidecar-wide upstream refusal (credentials, "
         "permission, project, quota), else 0.",
+    ),
+    MetricSpec(
+        "outbox.damaged_files",
+        "outbox_damaged_files_total",
+        "counter",
+        (),
+        "Damaged outbox files moved aside at start (outbox.db.corrupt-<time>), replaced by an "
+        "empty queue; see the annotations reference to recover their rows.",
+    ),
+    MetricSpec(
+        "outbox.dead_lettered",
+        "outbox_dead_lettered_total",
+        "counter",
+        ("reason",),
+        "Annotations this process moved to the dead letter, by why: rejected (by upstream, "
+        "outbox_max_attempts times), unreadable, invalid (no request can be built), failed.",
     ),
 )
 
@@ -209,6 +256,38 @@ class OutboxStats(Protocol):
 
     def outbox_paused(self) -> bool:
         """Whether delivery waits out a sidecar-wide upstream problem."""
+        ...
+
+    def outbox_damaged_files(self) -> int:
+        """Damaged files moved aside at start."""
+        ...
+
+
+class ConnectionStats(Protocol):
+    """What the connection watch exposes (same threading rule: numbers it cached)."""
+
+    def open_fds(self) -> int: ...
+
+    def max_fds(self) -> int: ...
+
+    def connections(self) -> Mapping[str, int]:
+        """Established connections by listen address."""
+        ...
+
+
+class DeadLetterStats(Protocol):
+    """What the outbox flusher exposes about the rows it gave up on (same threading rule)."""
+
+    def dead_letter_counts(self) -> Mapping[str, int]:
+        """Rows moved to the dead letter so far, by reason."""
+        ...
+
+
+class EvictionStats(Protocol):
+    """What the memory replay store exposes about its evictions (same threading rule)."""
+
+    def replay_evictions(self) -> Mapping[str, int]:
+        """Entries evicted so far, by kind."""
         ...
 
 
@@ -326,6 +405,45 @@ class Instruments:
         self._breakers: _Registry[BreakerStats] = _Registry()
         self._budgets: _Registry[RetryBudgetStats] = _Registry()
         self._outboxes: _Registry[OutboxStats] = _Registry()
+        self._evictions: _Registry[EvictionStats] = _Registry()
+        self._dead: _Registry[DeadLetterStats] = _Registry()
+        self._connections: _Registry[ConnectionStats] = _Registry()
+        meter.create_observable_gauge(
+            "process.open_file_descriptor.count",
+            [self._process(lambda c: c.open_fds())],
+            "{file_descriptor}",
+            _description("process.open_file_descriptor.count"),
+        )
+        meter.create_observable_gauge(
+            "process.file_descriptor.limit",
+            [self._process(lambda c: c.max_fds())],
+            "{file_descriptor}",
+            _description("process.file_descriptor.limit"),
+        )
+        meter.create_observable_gauge(
+            "rpc.server.connections",
+            [self._observe_connections],
+            "{connection}",
+            _description("rpc.server.connections"),
+        )
+        meter.create_observable_counter(
+            "outbox.damaged_files",
+            [self._outbox(lambda o: o.outbox_damaged_files())],
+            "{file}",
+            _description("outbox.damaged_files"),
+        )
+        meter.create_observable_counter(
+            "outbox.dead_lettered",
+            [self._observe_dead],
+            "{item}",
+            _description("outbox.dead_lettered"),
+        )
+        meter.create_observable_counter(
+            "replay.evictions",
+            [self._observe_evictions],
+            "{entry}",
+            _description("replay.evictions"),
+        )
         meter.create_observable_gauge(
             "upstream.breaker.state",
             [self._observe_breakers],
@@ -384,6 +502,42 @@ class Instruments:
     def register_retry_budget(self, stats: RetryBudgetStats, name: str = "upstream") -> None:
         """Export `stats.retry_budget_level()` as `upstream.retry_budget{budget=name}`."""
         self._budgets.add(name, stats)
+
+    def register_connections(self, stats: ConnectionStats) -> None:
+        """Export descriptors and connections per listener."""
+        self._connections.add("process", stats)
+
+    def _process(
+        self, read: Callable[[ConnectionStats], int]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            for _name, stats in self._connections.items():
+                yield Observation(read(stats))
+
+        return observe
+
+    def _observe_connections(self, _: CallbackOptions) -> Iterable[Observation]:
+        for _name, stats in self._connections.items():
+            for listener, count in dict(stats.connections()).items():
+                yield Observation(count, {"listener": listener})
+
+    def register_dead_letters(self, stats: DeadLetterStats) -> None:
+        """Export `stats.dead_letter_counts()` as `outbox.dead_lettered{reason}`."""
+        self._dead.add("outbox", stats)
+
+    def _observe_dead(self, _: CallbackOptions) -> Iterable[Observation]:
+        for _name, stats in self._dead.items():
+            for reason, count in dict(stats.dead_letter_counts()).items():
+                yield Observation(count, {"reason": reason})
+
+    def register_replay_evictions(self, stats: EvictionStats) -> None:
+        """Export `stats.replay_evictions()` as `replay.evictions{kind}`."""
+        self._evictions.add("replay", stats)
+
+    def _observe_evictions(self, _: CallbackOptions) -> Iterable[Observation]:
+        for _name, stats in self._evictions.items():
+            for kind, count in dict(stats.replay_evictions()).items():
+                yield Observation(count, {"kind": kind})
 
     def register_outbox(self, stats: OutboxStats) -> None:
         """Export the outbox depth, oldest age, dead letters and whether delivery is paused."""

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import grpc
 from google.cloud.recaptchaenterprise_v1.types import recaptchaenterprise as types
 
+from sidecar.core.errors import InvalidArgument
 from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment, UserIdKind
 from sidecar.core.ports import UpstreamError
 from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE, classify
@@ -201,8 +202,15 @@ class GoogleUpstream:
         timeout: float,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """One AnnotateAssessment attempt, bounded by `timeout` seconds."""
-        message = build_annotate_request(request)
+        """One AnnotateAssessment attempt, bounded by `timeout` seconds. `InvalidArgument`
+        when no upstream request can be built from it (a name this version does not know,
+        a time out of range): nothing was sent, and sending again cannot help."""
+        try:
+            message = build_annotate_request(request)
+        except (ValueError, OverflowError, TypeError) as error:
+            raise InvalidArgument(
+                "annotation", f"cannot be sent upstream ({type(error).__name__})"
+            ) from None
         routing = (
             "x-goog-request-params",
             "name=" + urllib.parse.quote(request.assessment_name, safe=""),

@@ -106,7 +106,7 @@ async def test_invalid_and_repeated_tokens_are_answers_not_errors(upstream: Upst
     assert (again.valid, again.invalid_reason) == (False, "DUPE")
 
 
-async def test_annotations_arrive_and_unknown_ones_are_refused_as_config(
+async def test_annotations_arrive_and_unknown_ones_are_refused_as_requests(
     upstream: Upstream, emulator: EmulatorHandle
 ) -> None:
     answer = await upstream.create_assessment(
@@ -120,8 +120,13 @@ async def test_annotations_arrive_and_unknown_ones_are_refused_as_config(
         await upstream.annotate(
             AnnotationRequest(assessment_name="projects/1/assessments/unknown"), timeout=5.0
         )
+    # An unknown assessment is the annotation's own fault (docs/failures.md), not the sidecar's.
     failure = caught.value.failure
-    assert (failure.kind, failure.code, failure.reached) == (FailureKind.CONFIG, "NOT_FOUND", False)
+    assert (failure.kind, failure.code, failure.reached) == (
+        FailureKind.REQUEST,
+        "NOT_FOUND",
+        False,
+    )
 
 
 async def test_quota_is_its_own_kind_and_never_reached(

@@ -238,11 +238,15 @@ def test_chart_wires_credentials_listener_security_and_redis(
     tools: DeployTools, tmp_path: Path
 ) -> None:
     objects = render(
-        tools, "exposed-mtls-values.yaml", "--set", "credentials.apiKey.existingSecret=key"
+        tools,
+        "exposed-mtls-values.yaml",
+        *("--set", "credentials.apiKey.existingSecret=key"),
+        *("--set", "outboxKey.existingSecret=recaptcha-outbox-key"),
     )
     config = load_config(config_text(objects), tmp_path)
     assert "0.0.0.0:50052" in config.listen
     assert config.tls_client_ca_file and config.auth_token_file and config.api_key_file
+    assert config.outbox_key_file, "issue 13 item 13: the outbox key is a mounted Secret"
     deployment = find(objects, "Deployment")
     sidecar = sidecar_of(deployment)
     mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}

@@ -52,14 +52,6 @@ def request(token: str, change: str | None = None) -> pb.AssessRequest:
     return message
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("redis_server").url
-    return url
-
-
 def assert_duplicate(answer: pb.AssessResponse, first: pb.AssessResponse, why: str) -> None:
     assert not answer.allowed, why
     assert not answer.replayed, why

@@ -19,14 +19,6 @@ from tests.support.polling import eventually
 CONCURRENT = 200
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("redis_server").url
-    return url
-
-
 @pytest.fixture
 async def handle(make_sidecar: SidecarFactory, store_url: str) -> SidecarHandle:
     return await make_sidecar(replay_store=store_url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.emulator import mint_token
@@ -20,14 +19,6 @@ from tests.support.network import free_port
 
 OPEN = {"actions": {"login": {"on_upstream_failure": "open"}}}
 PRESENTATIONS = 10
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("redis_server").url
-    return url
 
 
 async def present(

@@ -25,9 +25,9 @@ from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 from sidecar.emulator import mint_token
 from tests.conftest import SidecarFactory
 from tests.support import google as g
-from tests.support.fleet import eventually
 from tests.support.google import GoogleEmulator
 from tests.support.network import free_port
+from tests.support.polling import eventually
 from tests.support.processes import ROOT, Process, sidecar_process
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +18,13 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
-from prometheus_client.parser import text_string_to_metric_families
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
 from sidecar.emulator import mint_token
 from tests.support.fleet import start_emulator
 from tests.support.network import free_port
 from tests.support.processes import Process, sidecar_process
+from tests.support.prometheus import scrape
 
 ASSESS = "/recaptcha.sidecar.v1.VerificationService/Assess"
 ANNOTATE = "/recaptcha.sidecar.v1.VerificationService/Annotate"
@@ -114,16 +113,13 @@ async def codes(
     return seen
 
 
-def scrape(address: str) -> dict[tuple[str, str], float]:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "rpc_server_call_duration_seconds_count":
-                labels = sample.labels
-                out[(labels["rpc_method"], labels["rpc_grpc_status_code"])] = sample.value
-    return out
+def calls_by_code(address: str) -> dict[tuple[str, str], float]:
+    """RPC calls counted, by (method, status code number)."""
+    return {
+        (dict(labels)["rpc_method"], dict(labels)["rpc_grpc_status_code"]): count
+        for (name, labels), count in scrape(address).items()
+        if name == "rpc_server_call_duration_seconds_count"
+    }
 
 
 async def test_undecodable_requests_are_invalid_argument_counted_and_logged(
@@ -150,7 +146,7 @@ async def test_undecodable_requests_are_invalid_argument_counted_and_logged(
             pb.AssessRequest(token=mint_token(action="login"), expected_action="login"), timeout=10
         )
         assert good.allowed
-    counted = await asyncio.to_thread(scrape, metrics)
+    counted = await asyncio.to_thread(calls_by_code, metrics)
     invalid = len(hostile) + len(sample)
     assert counted[("Assess", "3")] + counted[("Annotate", "3")] == invalid, counted
     assert counted[("Assess", "16")] + counted[("Annotate", "16")] == len(sample), counted

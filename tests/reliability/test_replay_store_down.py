@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
@@ -150,3 +151,27 @@ async def test_fail_open_is_a_choice_and_still_counted(
         pb.TOKEN_STATUS_UNCHECKED,
         pb.VERDICT_FAILED_AUDIT,
     )
+
+
+async def test_a_redis_outage_logs_a_few_lines_not_two_per_call(
+    make_sidecar: SidecarFactory, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 item 14: every Assess during the outage fails the same way (claim, then
+    release); each kind of failure is logged once per interval, with a count of the rest."""
+    import logging
+
+    handle = await make_sidecar(replay_store=redis_server.url)
+    await asyncio.to_thread(redis_server.stop)
+    with caplog.at_level(logging.WARNING, logger="sidecar.core.verify"):
+        for _ in range(100):
+            answer = await handle.stub.Assess(
+                pb.AssessRequest(token=mint_token(action="login"), expected_action="login"),
+                timeout=DEADLINE,
+            )
+            assert answer.decided_by == "replay_store:unavailable"
+    lines = [r for r in caplog.records if r.name == "sidecar.core.verify"]
+    assert 1 <= len(lines) <= 4, [r.getMessage() for r in lines]  # claim and release, once each
+    assert {r.getMessage().split(":")[0] for r in lines} <= {
+        "replay store claim failed",
+        "replay store release failed",
+    }

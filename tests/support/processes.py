@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,7 @@ class Process:
         env: dict[str, str] | None = None,
         timeout: float = 30.0,
         cwd: Path = ROOT,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.args = list(args)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -37,6 +39,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec,
         )
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -80,8 +83,11 @@ class Process:
         self.popen.wait(10)
 
 
-def sidecar_process(*args: str, env: dict[str, str] | None = None) -> Process:
-    """`recaptcha-sidecar serve ARGS` as a child process, ready when it prints its addresses.
+def sidecar_process(
+    *args: str, env: dict[str, str] | None = None, preexec: Callable[[], None] | None = None
+) -> Process:
+    """`recaptcha-sidecar serve ARGS` as a child process, ready when it prints its addresses;
+    `preexec` runs in the child before the sidecar (a resource limit, for instance).
     A default site key is added unless ARGS name one (or the embedded emulator's default
     applies): a sidecar with no key at all answers VERDICT_KEYS_MISSING."""
     if "--site-key" not in args and "--emulator" not in args:
@@ -90,6 +96,7 @@ def sidecar_process(*args: str, env: dict[str, str] | None = None) -> Process:
         [sys.executable, "-m", "sidecar", "serve", *args],
         ready="recaptcha-sidecar serving on",
         env=env,
+        preexec=preexec,
     )
 
 
@@ -99,3 +106,22 @@ def emulator_process(*args: str) -> Process:
         [sys.executable, "-m", "sidecar", "emulator", *args],
         ready="recaptcha-emulator listening on",
     )
+
+
+def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll a condition with a bound; True once it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False
+
+
+def sqlite_files(path: Path) -> list[Path]:
+    """A SQLite database and the -wal and -shm beside it, those that exist."""
+    return [
+        Path(f"{path}{suffix}")
+        for suffix in ("", "-wal", "-shm")
+        if Path(f"{path}{suffix}").exists()
+    ]

@@ -94,6 +94,9 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- if .Values.accountId.existingSecret }}
 {{- $_ = set $config "account_id_key_file" "/var/run/secrets/recaptcha-sidecar/account-id/key" }}
 {{- end }}
+{{- if .Values.outboxKey.existingSecret }}
+{{- $_ = set $config "outbox_key_file" "/var/run/secrets/recaptcha-sidecar/outbox-key/key" }}
+{{- end }}
 {{- toPrettyJson $config }}
 {{- end }}
 
@@ -224,6 +227,11 @@ Call it with this chart's context; from a parent chart that has this chart as a 
       mountPath: /var/run/secrets/recaptcha-sidecar/account-id
       readOnly: true
     {{- end }}
+    {{- if .Values.outboxKey.existingSecret }}
+    - name: recaptcha-outbox-key
+      mountPath: /var/run/secrets/recaptcha-sidecar/outbox-key
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -275,6 +283,15 @@ INJECTION, part 2: the pod's volumes for the sidecar (items of spec.volumes).
     defaultMode: 0444
     items:
       - key: {{ $.Values.accountId.key }}
+        path: key
+{{- end }}
+{{- with .Values.outboxKey.existingSecret }}
+- name: recaptcha-outbox-key
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.outboxKey.key }}
         path: key
 {{- end }}
 {{- end }}
