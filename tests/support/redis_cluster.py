@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import socket
 import subprocess
 import threading
 import time
@@ -383,6 +384,20 @@ class RedisCluster:
         primary comes back as a replica of the one promoted in its place)."""
         node.server.start()
         self.wait_healthy(timeout)
+
+    def backlog(self, primary: ClusterNode, megabytes: int) -> None:
+        """Write one value of `megabytes` MB on `primary`: while its replica lags, that fills
+        the socket buffers between them, so the writes after it wait in the primary's own
+        memory (where a SIGKILL loses them) instead of in the kernel (where the replica would
+        still read them after its primary died)."""
+        payload = b"x" * (megabytes << 20)
+        key = b"{" + _key_served_by(self, primary).encode() + b"}:backlog"  # the same slot
+        command = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n" % (len(key), key, len(payload))
+        with socket.create_connection(("127.0.0.1", primary.server.port), timeout=30) as conn:
+            conn.sendall(command + payload + b"\r\n")
+            reply = conn.recv(200)
+            if not reply.startswith(b"+OK"):
+                raise RedisUnavailable(f"backlog write refused: {reply!r}")
 
     def lag(self, replica: ClusterNode, seconds: float) -> ReplicaLag:
         primary = next(n for n in self.nodes if n.node_id == replica.primary_id)
