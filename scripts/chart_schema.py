@@ -175,6 +175,8 @@ def schema() -> dict[str, Any]:
                     {"enabled": BOOL, "maxUnavailable": {"type": ["integer", "string"]}}
                 ),
                 "replayStore": obj({"urlSecret": obj({"name": STRING, "key": STRING})}),
+                "outboxStore": obj({"urlSecret": obj({"name": STRING, "key": STRING})}),
+                "redisTls": obj({"caSecret": obj({"name": STRING, "key": STRING})}),
                 "redis": obj(
                     {
                         "enabled": BOOL,

@@ -282,10 +282,44 @@ class Settings(BaseSettings):
         description="Seconds a connection asked to go away has to finish its calls before "
         "it is closed.",
     )
-    outbox: Path | None = Field(
+    outbox: str | Path | None = Field(
         None,
-        description="SQLite file queueing annotations durably (WAL, synchronous=FULL); "
+        description="Where annotations queue durably: a SQLite file of this pod (WAL, "
+        "synchronous=FULL), or a Redis URL (any form of replay_store) for a stream every "
+        "replica shares, so a pod that dies for good loses none (needs outbox_key_file); "
         "unset: Annotate sends synchronously and queues nothing.",
+    )
+    outbox_key_file: Path | None = Field(
+        None,
+        description="File of base64 AES-256 keys (a mounted Secret, the same for every "
+        "replica; `openssl rand -base64 32`, one per line, the first seals): outbox payloads "
+        "are encrypted at rest (AES-256-GCM), opened with any line's key. Required for a Redis "
+        "outbox. Unset: SQLite payloads rest in clear until delivered (deleted rows are zeroed).",
+    )
+    outbox_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Redis outbox: replicas that must acknowledge a queued annotation "
+        "(`WAIT`) before Annotate answers QUEUED; not acknowledged within "
+        "outbox_replication_timeout: RESOURCE_EXHAUSTED, the app retries.",
+    )
+    outbox_replication_timeout: float = Field(
+        1.0, gt=0, le=30, description="Redis outbox: longest wait for that acknowledgement."
+    )
+    outbox_claim_idle: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="Redis outbox: seconds a replica's queued annotations may go without its "
+        "heartbeat before the others take them over (a replica that died).",
+    )
+    outbox_stream: str = Field(
+        "recaptcha-sidecar:outbox",
+        min_length=1,
+        max_length=200,
+        description="Redis outbox: the stream's name; its dead letter (`…:dead`) shares its "
+        "hash slot.",
     )
     outbox_wait_for_upstream: bool = Field(
         False, description="Treat every Annotate as wait_for_upstream (synchronous delivery)."
@@ -310,13 +344,6 @@ class Settings(BaseSettings):
     )
     outbox_max_items: int = Field(
         100_000, ge=1, description="Most annotations queued; past it RESOURCE_EXHAUSTED."
-    )
-    outbox_key_file: Path | None = Field(
-        None,
-        description="File (a mounted Secret, the same for every replica) holding base64 "
-        "AES-256 keys, one per line (`openssl rand -base64 32`): outbox payloads are sealed "
-        "with the first (AES-256-GCM), opened with any. Unset: payloads rest in clear until "
-        "delivered (deleted rows are zeroed).",
     )
     shutdown_grace: float = Field(
         10.0,
@@ -549,6 +576,32 @@ class Settings(BaseSettings):
             if not _KEY_ID.fullmatch(key):
                 raise ValueError(f"{name}: {key!r} is not a reCAPTCHA key id")
         return value
+
+    @field_validator("outbox", mode="before")
+    @classmethod
+    def _outbox_target(cls, value: Any) -> Any:
+        """A Redis URL stays a string (validated), anything else is a file path."""
+        if isinstance(value, str) and "://" in value:
+            try:
+                parse_redis_url(value)
+            except ValueError as error:  # names what is wrong, never the URL (a password)
+                raise ValueError(f"{error} (or a file path for a SQLite outbox)") from None
+            return value
+        if isinstance(value, str):
+            return Path(value) if value else None
+        return value
+
+    @model_validator(mode="after")
+    def _redis_outbox(self) -> Settings:
+        redis = isinstance(self.outbox, str)
+        if redis and self.outbox_key_file is None:
+            raise ValueError(
+                "outbox_key_file: required for a Redis outbox (no account id rests in clear "
+                "in a shared Redis)"
+            )
+        if self.outbox_min_replicas and not redis:
+            raise ValueError("outbox_min_replicas: needs a Redis outbox")
+        return self
 
     @field_validator("replay_store")
     @classmethod

@@ -1,7 +1,9 @@
-"""The durable annotation outbox: SQLite (WAL, synchronous=FULL) and its batching flusher."""
+"""The durable annotation outbox: SQLite (WAL, synchronous=FULL) for one pod, or a Redis
+stream every replica shares (`streams`), and the batching flusher both feed."""
 
 from sidecar.outbox.flusher import Flusher, FlushSettings, judge
 from sidecar.outbox.outbox import Outbox
+from sidecar.outbox.queue import OutboxQueue
 from sidecar.outbox.sink import OutboxSink
 from sidecar.outbox.store import OutboxLocked, OutboxStore
 
@@ -10,6 +12,7 @@ __all__ = [
     "Flusher",
     "Outbox",
     "OutboxLocked",
+    "OutboxQueue",
     "OutboxSink",
     "OutboxStore",
     "judge",

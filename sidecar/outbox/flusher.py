@@ -34,7 +34,7 @@ from sidecar.core.logthrottle import ThrottledLog
 from sidecar.core.model import AnnotationRequest, Delivery
 from sidecar.core.ports import FailureKind, Upstream, UpstreamError
 from sidecar.core.validation import validate_annotation
-from sidecar.outbox.outbox import Outbox
+from sidecar.outbox.queue import OutboxQueue
 from sidecar.outbox.sealing import UnsealableRow
 from sidecar.outbox.store import Retry, Row
 
@@ -101,11 +101,11 @@ def sidecar_wide(error: UpstreamError | None) -> bool:
 
 
 class Flusher:
-    """Drains an `Outbox` into an `Upstream`."""
+    """Drains an outbox (SQLite or Redis) into an `Upstream`."""
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: OutboxQueue,
         upstream: Upstream,
         settings: FlushSettings,
         *,
@@ -290,8 +290,8 @@ class Flusher:
         row = Row(row_id, b"", 0.0, 0, 0)
         try:
             timeout = min(timeout, self._settings.send_timeout)
-            if timeout <= 0:
-                self._outbox.release_soon([row_id])
+            if timeout <= 0:  # queued for the flusher, durably before the answer says so
+                await self._outbox.settle(retries=[Retry(row_id, self._clock(), "", False, False)])
                 return Delivery.QUEUED
             await self._upstream.annotate(request, timeout=timeout)
         except UpstreamError as error:
@@ -328,10 +328,10 @@ class Flusher:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
         try:
-            while time.monotonic() < deadline and self._outbox.depth():
+            while time.monotonic() < deadline and self._outbox.local_depth():
                 leased, _ = await self._flush_once(deadline=deadline)
                 if leased < self._settings.batch_size:  # nothing more is due now
                     await asyncio.sleep(min(DRAIN_PAUSE, max(0.0, deadline - time.monotonic())))
         except Exception as error:
             log.error("outbox drain at shutdown failed: %s", type(error).__name__)
-        return self._outbox.depth()
+        return self._outbox.local_depth()

@@ -135,6 +135,10 @@ class Outbox:
             return 0.0
         return max(0.0, self._clock() - oldest)
 
+    def local_depth(self) -> int:
+        """The whole queue: this process owns the file."""
+        return self._store.depth
+
     def dead_letter_count(self) -> int:
         """Annotations given up on (in the `dead_letter` table)."""
         return self._store.dead_letters

@@ -6,7 +6,7 @@ import asyncio
 
 from sidecar.core.model import AnnotationRequest, Delivery
 from sidecar.outbox.flusher import Flusher
-from sidecar.outbox.outbox import Outbox
+from sidecar.outbox.queue import OutboxQueue
 
 
 class OutboxSink:
@@ -17,7 +17,7 @@ class OutboxSink:
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: OutboxQueue,
         flusher: Flusher,
         *,
         wait_for_upstream: bool,

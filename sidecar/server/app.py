@@ -34,7 +34,7 @@ from sidecar.config import Settings, reload_settings
 from sidecar.core.annotate import Annotator
 from sidecar.core.ports import ReplayStore
 from sidecar.core.verify import Verifier
-from sidecar.outbox import Flusher, Outbox
+from sidecar.outbox import Flusher, OutboxQueue
 from sidecar.policy.source import PolicySource
 from sidecar.replay import open_replay_store
 from sidecar.server.components import (
@@ -90,7 +90,7 @@ class Sidecar:
     health_address: str | None
     health: HealthAggregator
     replay: ReplayStore
-    outbox: Outbox | None
+    outbox: OutboxQueue | None
     policy: PolicySource
     telemetry: Telemetry
     # The retry layer (breaker, RetryInfo window) and the outbox's flusher (paused or not):

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
@@ -21,8 +22,10 @@ from sidecar.core.annotate import DirectDelivery
 from sidecar.core.limits import AdmissionLimiter
 from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
 from sidecar.core.verify import Verifier
-from sidecar.outbox import Flusher, Outbox, OutboxSink
+from sidecar.outbox import Flusher, Outbox, OutboxQueue, OutboxSink
 from sidecar.outbox.sealing import load_sealer
+from sidecar.outbox.streams import RedisOutbox
+from sidecar.redisconn.keyspace import open_keyspace
 from sidecar.replay.health import check_store, watch_store
 from sidecar.server.connections import ConnectionWatch
 from sidecar.server.decoding import DecodeGuard
@@ -34,6 +37,7 @@ from sidecar.server.module_settings import (
     breaker_settings,
     budget_settings,
     flush_settings,
+    redis_outbox_options,
     retry_settings,
 )
 from sidecar.telemetry.providers import Telemetry
@@ -123,15 +127,12 @@ async def open_sink(
     shutdown: Shutdown,
     settings: Settings,
     upstream: Upstream,
-) -> tuple[AnnotationSink, Outbox | None, Flusher | None]:
-    """Where annotations go: straight upstream, or the durable outbox and its flusher."""
+) -> tuple[AnnotationSink, OutboxQueue | None, Flusher | None]:
+    """Where annotations go: straight upstream, or the durable outbox (a SQLite file, or a
+    Redis stream every replica shares) and its flusher."""
     if settings.outbox is None:
         return DirectDelivery(upstream, settings.upstream_timeout), None, None
-    outbox = await Outbox.open(
-        settings.outbox,
-        max_items=settings.outbox_max_items,
-        sealer=load_sealer(settings.outbox_key_file),
-    )
+    outbox = await open_outbox(settings)
     stack.push_async_callback(outbox.close)
     flusher = Flusher(
         outbox,
@@ -153,6 +154,23 @@ async def open_sink(
         deadline_margin=settings.deadline_margin,
     )
     return sink, outbox, flusher
+
+
+async def open_outbox(settings: Settings) -> OutboxQueue:
+    """The outbox `settings.outbox` names, its payloads sealed with `outbox_key_file`."""
+    sealer = load_sealer(settings.outbox_key_file)
+    if isinstance(settings.outbox, Path):
+        return await Outbox.open(
+            settings.outbox, max_items=settings.outbox_max_items, sealer=sealer
+        )
+    assert settings.outbox is not None
+    keyspace = open_keyspace(
+        settings.outbox,
+        pool_size=16,
+        timeout=settings.outbox_replication_timeout + 1.0,
+        setting="outbox",
+    )
+    return await RedisOutbox.open(keyspace, sealer, **redis_outbox_options(settings))
 
 
 def limiter(settings: Settings, name: str) -> AdmissionLimiter:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sidecar.core.ports import ReplayStore
-from sidecar.outbox import Flusher, Outbox
+from sidecar.outbox import Flusher, OutboxQueue
 from sidecar.replay.memory import MemoryReplayStore
 from sidecar.telemetry.metrics import Instruments
 from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE
@@ -28,7 +28,7 @@ class _BreakerGauge:
 
 @dataclass(frozen=True, slots=True)
 class _OutboxGauge:
-    outbox: Outbox
+    outbox: OutboxQueue
     flusher: Flusher | None = None
 
     def outbox_depth(self) -> int:
@@ -50,7 +50,7 @@ class _OutboxGauge:
 def register_gauges(
     instruments: Instruments,
     upstream: ResilientUpstream,
-    outbox: Outbox | None,
+    outbox: OutboxQueue | None,
     replay: ReplayStore | None = None,
     flusher: Flusher | None = None,
 ) -> None:

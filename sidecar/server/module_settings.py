@@ -9,6 +9,7 @@ window, the outbox's first back-off, …) keep their default where they are used
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sidecar.accountid.protection import AccountIdProtector, build_protector
 from sidecar.config import Settings
@@ -69,6 +70,18 @@ def flush_settings(settings: Settings) -> FlushSettings:
         send_timeout=settings.upstream_timeout,
         max_backoff=settings.outbox_max_backoff,
     )
+
+
+def redis_outbox_options(settings: Settings) -> dict[str, Any]:
+    """`RedisOutbox` options; a replica holds at most ten batches of the shared queue."""
+    return {
+        "stream": settings.outbox_stream,
+        "max_items": settings.outbox_max_items,
+        "min_replicas": settings.outbox_min_replicas,
+        "replication_timeout": settings.outbox_replication_timeout,
+        "claim_idle": settings.outbox_claim_idle,
+        "hold_limit": 10 * settings.outbox_batch_size,
+    }
 
 
 def telemetry_options(settings: Settings) -> TelemetryOptions:

@@ -35,8 +35,25 @@ def plain_objects() -> list[Obj]:
     return [doc for path in sorted(PLAIN.rglob("*.yaml")) for doc in load_all(path)]
 
 
-def load_config(text: str, tmp_path: Path) -> Settings:
-    """The sidecar's own loader on a config file; mounted-Secret paths point at stand-ins."""
+def load_config(text: str, tmp_path: Path, objects: list[Obj] | None = None) -> Settings:
+    """The sidecar's own loader on a config file; mounted-Secret paths point at stand-ins,
+    and settings the Deployment takes from a Secret (`RECAPTCHA_SIDECAR_*` with a
+    secretKeyRef, e.g. a store URL) get a stand-in value of their kind."""
+    stand_ins = {"RECAPTCHA_SIDECAR_REPLAY_STORE", "RECAPTCHA_SIDECAR_OUTBOX"}
+    from_secrets = [
+        env["name"]
+        for deployment in (o for o in objects or [] if o["kind"] == "Deployment")
+        if "initContainers" in deployment["spec"]["template"]["spec"]
+        for env in sidecar_of(deployment).get("env", [])
+        if env["name"] in stand_ins and "secretKeyRef" in env.get("valueFrom", {})
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        for name in from_secrets:
+            patch.setenv(name, "redis://stand-in.invalid:6379/0")
+        return _load_config(text, tmp_path)
+
+
+def _load_config(text: str, tmp_path: Path) -> Settings:
     secrets = tmp_path / "secrets"
     for path in set(re.findall(r"/var/run/secrets/recaptcha-sidecar/[\w./-]+", text)):
         stand_in = secrets / path.removeprefix("/var/run/secrets/recaptcha-sidecar/")
@@ -219,7 +236,7 @@ def test_chart_renders_valid_manifests_and_a_config_the_sidecar_accepts(
     rendered.write_text(yaml.safe_dump_all(objects))
     out = tools.validate(rendered)
     assert f"{len(objects)} resources found" in out
-    config = load_config(config_text(objects), tmp_path)
+    config = load_config(config_text(objects), tmp_path, objects)
     values = yaml.safe_load((CHART / "ci" / variant).read_text())
     deployments = [
         o
@@ -274,9 +291,44 @@ def test_chart_wires_credentials_listener_security_and_redis(
     assert "env" not in sidecar_of(find(wi, "Deployment")), "ADC: no key anywhere"
 
 
+def test_chart_wires_managed_redis_the_outbox_key_and_the_ca(
+    tools: DeployTools, tmp_path: Path
+) -> None:
+    """The managed-cluster example: both store URLs from the Secret (the config file holds
+    neither), the outbox key and the Redis CA mounted where the config and the URL say."""
+    objects = render(tools, "managed-cluster-values.yaml")
+    text = config_text(objects)
+    config = load_config(text, tmp_path, objects)
+    raw = yaml.safe_load(text)
+    assert "outbox" not in raw and "replay_store" not in raw, "the env vars decide"
+    assert raw["outbox_key_file"] == "/var/run/secrets/recaptcha-sidecar/outbox-key/key"
+    assert (config.replay_min_replicas, config.outbox_min_replicas) == (1, 1)
+    deployment = find(objects, "Deployment")
+    sidecar = sidecar_of(deployment)
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in sidecar["env"]}
+    for name in ("RECAPTCHA_SIDECAR_REPLAY_STORE", "RECAPTCHA_SIDECAR_OUTBOX"):
+        assert env[name] == {"name": "recaptcha-redis-url", "key": "url"}
+    mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    for path, secret, key in (
+        ("/var/run/secrets/recaptcha-sidecar/outbox-key", "recaptcha-outbox-key", "key"),
+        ("/var/run/secrets/recaptcha-sidecar/redis-ca", "recaptcha-redis-ca", "ca.pem"),
+    ):
+        volume = volumes[mounts[path]]["secret"]
+        assert volume["secretName"] == secret and volume["items"][0]["key"] == key
+    assert (
+        volumes[mounts["/var/run/secrets/recaptcha-sidecar/redis-ca"]]["secret"]["items"][0]["path"]
+        == "ca.pem"
+    )  # the file the example URL's ssl_ca_certs names
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (
+            ["--set", "outboxStore.urlSecret.name=url"],
+            "outboxStore.urlSecret needs outboxKey.existingSecret",
+        ),
         (["--set", "service.enabled=true"], "service.enabled exposes the sidecar beyond the pod"),
         (  # issue 13 item 3: TLS alone authenticates nobody
             [

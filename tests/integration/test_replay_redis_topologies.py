@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
@@ -22,7 +23,7 @@ from sidecar.redisconn.keyspace import Command
 from sidecar.replay.redis import RedisReplayStore
 from tests.contract.test_replay_store import VALID
 from tests.support.redis_cluster import ClusterNode, RedisCluster, RedisSentinel
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, make_tls_files
 
 pytestmark = pytest.mark.redis
 
@@ -317,3 +318,20 @@ async def test_a_burst_above_the_pool_size_waits_for_connections(
     keys = [hashlib.sha256(secrets.token_bytes(8)).hexdigest() for _ in range(200)]
     results = await asyncio.gather(*(store.claim(key, "", new_claim(), TTL) for key in keys))
     assert results == [None] * len(keys)
+
+
+async def test_a_tls_cluster_with_a_private_ca(open_store: Opener, tmp_path: Path) -> None:
+    """`rediss+cluster://…?ssl_ca_certs=` (TLS to every node, replication and the bus over
+    TLS too): claims WAITed on every primary; without TLS the nodes do not answer."""
+    tls = make_tls_files(tmp_path / "tls")
+    with RedisCluster(tmp_path / "tls-cluster", tls=tls) as cluster:
+        assert cluster.url.startswith("rediss+cluster://")
+        store = open_store(cluster.url, min_replicas=1)
+        for primary in cluster.primaries():
+            key = key_on(cluster, primary, store._prefix)
+            assert await store.claim(key, "", new_claim(), TTL) is None
+            seen = await store.claim(key, "", new_claim(), TTL)
+            assert seen is not None and seen.pending
+        plain = open_store(cluster.url.replace("rediss+", "redis+").split("?")[0], timeout=0.5)
+        with pytest.raises(ReplayStoreError):
+            await plain.claim(key_on(cluster, cluster.primaries()[0], plain._prefix), "", "c", TTL)

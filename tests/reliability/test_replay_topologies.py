@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,6 +26,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from recaptcha.sidecar.v1 import sidecar_pb2_grpc
 
 from sidecar.emulator import EmulatorControl, mint_token
+from tests.support.figures import record
 from tests.support.processes import Process, emulator_process, sidecar_process
 from tests.support.redis_cluster import RedisCluster, RedisSentinel
 
@@ -227,13 +227,7 @@ async def drive(
 
 
 def report(name: str, run: Run, calls: dict[str, int], extra: str = "") -> None:
-    """Print the figures, and keep them for the note and the docs when asked to."""
-    line = f"{name}: {run.summary(calls)}{extra}"
-    print("\n" + line)
-    target = os.environ.get("SCALEOUT_FIGURES")
-    if target:
-        with open(target, "a") as out:
-            out.write(line + "\n")
+    record(f"{name}: {run.summary(calls)}{extra}")
 
 
 # ---- Cluster --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.network import free_port
-from tests.support.redis_server import RedisServer, RedisUnavailable
+from tests.support.redis_server import RedisServer, RedisUnavailable, TlsFiles
 
 # Failure detection in about a second: a node is marked failed after `cluster-node-timeout`
 # (and a primary down after `down-after-milliseconds`); promotions then take a second or two.
@@ -152,6 +152,8 @@ def _cli(server: RedisServer) -> list[str]:
     command = ["redis-cli", "-h", "127.0.0.1", "-p", str(server.port), "--no-auth-warning"]
     if server.password is not None:
         command += ["-a", server.password]
+    if server.tls is not None:
+        command += ["--tls", "--cacert", str(server.tls.ca)]
     return command
 
 
@@ -182,18 +184,23 @@ class RedisCluster:
         primaries: int = 3,
         replicas_per_primary: int = 1,
         password: str | None = None,
+        tls: TlsFiles | None = None,
         startup_timeout: float = 60.0,
     ) -> None:
         self.directory = directory
         self.password = password
+        self.tls = tls
         self.startup_timeout = startup_timeout
         self.replicas_per_primary = replicas_per_primary
         self.nodes: list[ClusterNode] = []
         for index in range(primaries * (1 + replicas_per_primary)):
+            tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if tls else []
             server = RedisServer(
                 directory / f"node-{index}",
                 password=password,
+                tls=tls,
                 extra_args=[
+                    *tls_args,
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -214,6 +221,8 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss+cluster://{self.seeds}?ssl_ca_certs={self.tls.ca}"
         return f"redis+cluster://{self.seeds}"
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -226,6 +235,8 @@ class RedisCluster:
         command += ["--cluster-replicas", str(self.replicas_per_primary), "--cluster-yes"]
         if self.password is not None:
             command += ["-a", self.password, "--no-auth-warning"]
+        if self.tls is not None:
+            command += ["--tls", "--cacert", str(self.tls.ca)]
         created = subprocess.run(
             command, capture_output=True, text=True, timeout=max(1.0, give_up - time.monotonic())
         )

@@ -94,6 +94,10 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- if .Values.accountId.existingSecret }}
 {{- $_ = set $config "account_id_key_file" "/var/run/secrets/recaptcha-sidecar/account-id/key" }}
 {{- end }}
+{{- if .Values.outboxStore.urlSecret.name }}
+{{- /* the sidecar gets it from RECAPTCHA_SIDECAR_OUTBOX (a Secret) */}}
+{{- $_ = unset $config "outbox" }}
+{{- end }}
 {{- if .Values.outboxKey.existingSecret }}
 {{- $_ = set $config "outbox_key_file" "/var/run/secrets/recaptcha-sidecar/outbox-key/key" }}
 {{- end }}
@@ -131,6 +135,9 @@ checks the same at start).
 {{- if and .Values.service.enabled (not $secured) }}
 {{- fail "service.enabled exposes the sidecar beyond the pod and TLS alone authenticates nobody: set listenerSecurity.tls.secretName with listenerSecurity.tls.clientAuth=true (mTLS) or listenerSecurity.token.secretName (or config.insecure_listen=true on purpose)" }}
 {{- end }}
+{{- if and .Values.outboxStore.urlSecret.name (not .Values.outboxKey.existingSecret) }}
+{{- fail "outboxStore.urlSecret needs outboxKey.existingSecret: annotations are encrypted before they reach a shared Redis" }}
+{{- end }}
 {{- if and (not .Values.config.emulator) (not .Values.config.project) }}
 {{- fail "config.project is required (the Google Cloud project that owns the reCAPTCHA keys), unless config.emulator=true" }}
 {{- end }}
@@ -150,7 +157,8 @@ Call it with this chart's context; from a parent chart that has this chart as a 
   args: ["serve", "--config", "{{ .Values.configDir }}/config.yaml"]
   {{- $redis := .Values.redis.enabled }}
   {{- $urlSecret := .Values.replayStore.urlSecret.name }}
-  {{- if or $redis $urlSecret .Values.extraEnv }}
+  {{- $outboxSecret := .Values.outboxStore.urlSecret.name }}
+  {{- if or $redis $urlSecret $outboxSecret .Values.extraEnv }}
   env:
     {{- if $redis }}
     - name: REDIS_PASSWORD
@@ -166,6 +174,13 @@ Call it with this chart's context; from a parent chart that has this chart as a 
         secretKeyRef:
           name: {{ $urlSecret }}
           key: {{ .Values.replayStore.urlSecret.key }}
+    {{- end }}
+    {{- if $outboxSecret }}
+    - name: RECAPTCHA_SIDECAR_OUTBOX
+      valueFrom:
+        secretKeyRef:
+          name: {{ $outboxSecret }}
+          key: {{ .Values.outboxStore.urlSecret.key }}
     {{- end }}
     {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
@@ -232,6 +247,11 @@ Call it with this chart's context; from a parent chart that has this chart as a 
       mountPath: /var/run/secrets/recaptcha-sidecar/outbox-key
       readOnly: true
     {{- end }}
+    {{- if .Values.redisTls.caSecret.name }}
+    - name: recaptcha-redis-ca
+      mountPath: /var/run/secrets/recaptcha-sidecar/redis-ca
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -293,6 +313,15 @@ INJECTION, part 2: the pod's volumes for the sidecar (items of spec.volumes).
     items:
       - key: {{ $.Values.outboxKey.key }}
         path: key
+{{- end }}
+{{- with .Values.redisTls.caSecret.name }}
+- name: recaptcha-redis-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.redisTls.caSecret.key }}
+        path: ca.pem
 {{- end }}
 {{- end }}
 
