@@ -18,6 +18,9 @@ class TokenStatus(enum.StrEnum):
     INVALID = "INVALID"
     MISSING = "MISSING"
     UNCHECKED = "UNCHECKED"
+    # An express assessment has no token: TOKEN_STATUS_UNSPECIFIED on the wire, `express` in
+    # token_count and the access line.
+    EXPRESS = "express"
 
 
 class Verdict(enum.StrEnum):
@@ -73,6 +76,70 @@ class UserId:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionAddress:
+    """A postal address of a payment (reCAPTCHA's TransactionData.Address)."""
+
+    recipient: str = ""
+    address: tuple[str, ...] = ()
+    locality: str = ""
+    administrative_area: str = ""
+    region_code: str = ""
+    postal_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionUser:
+    """The payer or a merchant (TransactionData.User). `account_id` is protected like the
+    request's; e-mail and phone go upstream as given."""
+
+    account_id: str = ""
+    creation_ms: int = 0
+    email: str = ""
+    email_verified: bool = False
+    phone_number: str = ""
+    phone_verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionItem:
+    """One line of a purchase (TransactionData.Item)."""
+
+    name: str = ""
+    value: float = 0.0
+    quantity: int = 0
+    merchant_account_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionGatewayInfo:
+    """The payment gateway's answer (TransactionData.GatewayInfo)."""
+
+    name: str = ""
+    gateway_response_code: str = ""
+    avs_response_code: str = ""
+    cvv_response_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionData:
+    """A payment, for fraud prevention (reCAPTCHA's TransactionData)."""
+
+    transaction_id: str = ""
+    payment_method: str = ""
+    card_bin: str = ""
+    card_last_four: str = ""
+    currency_code: str = ""
+    value: float = 0.0
+    shipping_value: float = 0.0
+    shipping_address: TransactionAddress | None = None
+    billing_address: TransactionAddress | None = None
+    user: TransactionUser | None = None
+    merchants: tuple[TransactionUser, ...] = ()
+    items: tuple[TransactionItem, ...] = ()
+    gateway_info: TransactionGatewayInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AssessmentRequest:
     """What the app asks the sidecar to verify."""
 
@@ -91,6 +158,26 @@ class AssessmentRequest:
     client_type: ClientType = ClientType.UNSPECIFIED
     # An express assessment: no token, server-side signals only, the express key.
     express: bool = False
+    transaction_data: TransactionData | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Upstream's outputs beside the score that an app can act on, passed through to it: fraud
+    prevention's verdicts, account defender's takeover verdict, the extended verdict reasons
+    and a challenge's outcome. None where upstream gave none (never a 0.0 that reads as safe).
+    `transaction_risk` is also a policy rule (`max_transaction_risk`)."""
+
+    transaction_risk: float | None = None
+    transaction_risk_reasons: tuple[str, ...] = ()
+    stolen_instrument_risk: float | None = None
+    card_testing_risk: float | None = None
+    behavioral_trust: float | None = None
+    account_takeover_risk: float | None = None
+    account_takeover_risk_reasons: tuple[str, ...] = ()
+    account_takeover_trust_reasons: tuple[str, ...] = ()
+    extended_verdict_reasons: tuple[str, ...] = ()
+    challenge: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +198,12 @@ class UpstreamAssessment:
     # The answer to a retry after an attempt that may have reached Google: a DUPE then may be
     # our own earlier attempt, so it proves nothing about the token (`policy.rules.decide`).
     ambiguous_retry: bool = False
+    # The answer to an express assessment (no token): the token rules do not apply.
+    express: bool = False
+    # SMS defense (phone_fraud_assessment.sms_toll_fraud_verdict): None when not assessed.
+    sms_toll_fraud_risk: float | None = None
+    sms_toll_fraud_reasons: tuple[str, ...] = ()
+    signals: Signals | None = None  # the other outputs an app may act on, when upstream gave any
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +228,9 @@ class Decision:
     account_defender_labels: tuple[str, ...] = ()
     replayed: bool = False
     policy_version: str = ""
+    sms_toll_fraud_risk: float | None = None  # None: not assessed (never a 0.0 that reads safe)
+    sms_toll_fraud_reasons: tuple[str, ...] = ()
+    signals: Signals | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +244,14 @@ class TransactionEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneAuthenticationEvent:
+    """An SMS or call sent to verify a phone number, reported for SMS defense."""
+
+    phone_number: str
+    event_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AnnotationRequest:
     """An outcome report for an earlier assessment; enum values are reCAPTCHA's names."""
 
@@ -157,3 +261,31 @@ class AnnotationRequest:
     account_id: str = ""
     transaction_event: TransactionEvent | None = None
     wait_for_upstream: bool = False
+    phone_authentication_event: PhoneAuthenticationEvent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedAccountsQuery:
+    """Which account's related accounts to list, one page at a time."""
+
+    account_id: str
+    page_size: int = 0  # 0: upstream's default
+    page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedAccount:
+    """One membership of a related-account group. `decrypted`: `account_id` is the app's own
+    id, decrypted here; else it is what upstream holds (plain, or a hash to map back)."""
+
+    account_id: str
+    group: str
+    decrypted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedAccountsPage:
+    """One page of related accounts; an empty `next_page_token` ends the list."""
+
+    accounts: tuple[RelatedAccount, ...] = ()
+    next_page_token: str = ""

@@ -19,6 +19,8 @@ from sidecar.core.model import (
     AssessmentRequest,
     Decision,
     Delivery,
+    RelatedAccountsPage,
+    RelatedAccountsQuery,
     UpstreamAssessment,
 )
 
@@ -116,6 +118,12 @@ class Upstream(Protocol):
 
     async def annotate(self, request: AnnotationRequest, *, timeout: float) -> None:
         """One AnnotateAssessment. Idempotent enough to retry: a repeat only re-labels."""
+        ...
+
+    async def search_related_accounts(
+        self, query: RelatedAccountsQuery, *, timeout: float
+    ) -> RelatedAccountsPage:
+        """One SearchRelatedAccountGroupMemberships page. A read: safe to retry."""
         ...
 
     async def close(self) -> None:
@@ -232,6 +240,12 @@ class DecisionObserver(Protocol):
         """One accepted annotation."""
         ...
 
+    def searched(
+        self, call: CallContext, query: RelatedAccountsQuery, page: RelatedAccountsPage
+    ) -> None:
+        """One page of related accounts answered."""
+        ...
+
 
 class NullObserver:
     """Observes nothing: the default, and what runs when no telemetry is configured."""
@@ -242,4 +256,9 @@ class NullObserver:
         return None
 
     def annotated(self, call: CallContext, request: AnnotationRequest, delivery: Delivery) -> None:
+        return None
+
+    def searched(
+        self, call: CallContext, query: RelatedAccountsQuery, page: RelatedAccountsPage
+    ) -> None:
         return None

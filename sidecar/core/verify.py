@@ -196,6 +196,8 @@ class Verifier:
         validate_assessment(request)
         policy = self._policy()
         action_policy = policy.for_action(request.expected_action)
+        if request.express:
+            return await self._express(request, action_policy, policy.version, timeout)
         if not request.token:
             return decide_missing(action_policy, policy.version)
         problem = shape_problem(request.token)
@@ -258,6 +260,48 @@ class Verifier:
             return ""
         chosen = self._keys.choose(request)
         return chosen if isinstance(chosen, str) else ""
+
+    async def _express(
+        self,
+        request: AssessmentRequest,
+        action_policy: ActionPolicy,
+        version: str,
+        timeout: float | None,
+    ) -> Decision:
+        """An express assessment: no token, so no claim, no single flight and no idempotent
+        replay; each call is one upstream call with the express key, and its answer has no
+        token status (whatever it is: a score, a failure, no key)."""
+        site_key = self._keys.choose(request)
+        if isinstance(site_key, NoKey):
+            decision = decide_no_key(action_policy, site_key.kind, site_key.detail, version)
+        else:
+            budget = self._settings.upstream_timeout
+            if timeout is not None:
+                budget = min(budget, timeout - self._settings.deadline_margin)
+            decision = await self._express_upstream(
+                request, site_key, budget, action_policy, version
+            )
+        return dataclasses.replace(decision, token_status=TokenStatus.EXPRESS)
+
+    async def _express_upstream(
+        self,
+        request: AssessmentRequest,
+        site_key: str,
+        budget: float,
+        action_policy: ActionPolicy,
+        version: str,
+    ) -> Decision:
+        if budget <= 0:
+            return decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)
+        try:
+            upstream = await self._upstream.create_assessment(
+                request, site_key=site_key, timeout=budget
+            )
+        except UpstreamError as error:
+            return decide_unchecked(action_policy, error.kind, error.code.lower(), version)
+        if not upstream.express:  # whether or not upstream echoed the event
+            upstream = dataclasses.replace(upstream, express=True)
+        return decide(action_policy, request.expected_action, upstream, version, now=time.time())
 
     def _repeat(
         self,

@@ -1,8 +1,8 @@
 """What an assessment says, built from the claims a token (or an express request) carries.
 
 Kept apart from the gRPC service so that each output Google gives is one small function of
-the claims: a new signal (SMS toll-fraud risk, transaction risk, related accounts) is a claim
-in tokens.py and a function here, and the service does not change.
+the claims: a new signal is a claim in tokens.py and a function here, and the service does
+not change.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 from google.cloud.recaptchaenterprise_v1.types import (
     AccountDefenderAssessment,
     Assessment,
+    FraudPreventionAssessment,
     RiskAnalysis,
+    SmsTollFraudVerdict,
     TokenProperties,
 )
 
@@ -23,6 +25,17 @@ AssessmentPb: Any = Assessment.pb()
 _InvalidReason: Any = TokenProperties.pb().InvalidReason
 _ClassificationReason: Any = RiskAnalysis.pb().ClassificationReason
 _AccountDefenderLabel: Any = AccountDefenderAssessment.pb().AccountDefenderLabel
+_SmsTollFraudReason: Any = SmsTollFraudVerdict.pb().SmsTollFraudReason
+_FraudRiskReason: Any = FraudPreventionAssessment.pb().RiskReason.Reason
+_AccountRiskReason: Any = AccountDefenderAssessment.pb().AccountRiskReason.RiskReason
+_AccountTrustReason: Any = AccountDefenderAssessment.pb().AccountTrustReason.TrustReason
+_Challenge: Any = RiskAnalysis.pb().Challenge
+
+# The parts of an assessment a project may not have enabled (SMS defense, fraud prevention,
+# account defender): the `create` knob `omit` leaves them out, as Google does then.
+OPTIONAL_PARTS = frozenset(
+    {"phone_fraud_assessment", "fraud_prevention_assessment", "account_defender_assessment"}
+)
 
 # An express request has no token: its claims ride in one `event.headers` entry instead,
 # `x-emulator-claims: emu1.…` (the token format, minted by `express_claims_header`).
@@ -57,6 +70,41 @@ def risk(assessment: Any, claims: TokenClaims) -> None:
         assessment.account_defender_assessment.labels.extend(
             _AccountDefenderLabel.Value(label) for label in claims.labels
         )
+
+
+def signals(assessment: Any, claims: TokenClaims, event: Any, omit: frozenset[str]) -> None:
+    """What the request asked for beside the score, from the claims: SMS defense for a phone
+    number in `user_info.user_ids`; fraud prevention for `transaction_data`; account
+    defender's takeover verdict (when claimed, for a request with an account id); extended
+    verdict reasons and a challenge's outcome (when claimed). `omit` leaves out the parts a
+    project has not enabled."""
+    if "phone_fraud_assessment" not in omit and any(
+        user_id.phone_number for user_id in event.user_info.user_ids
+    ):
+        verdict = assessment.phone_fraud_assessment.sms_toll_fraud_verdict
+        verdict.risk = claims.sms_toll_fraud_risk
+        verdict.reasons.extend(_SmsTollFraudReason.Value(r) for r in claims.sms_toll_fraud_reasons)
+    if "fraud_prevention_assessment" not in omit and event.HasField("transaction_data"):
+        fraud = assessment.fraud_prevention_assessment
+        fraud.transaction_risk = claims.transaction_risk
+        for reason in claims.transaction_risk_reasons:
+            fraud.risk_reasons.add(reason=_FraudRiskReason.Value(reason))
+        fraud.stolen_instrument_verdict.risk = claims.stolen_instrument_risk
+        fraud.card_testing_verdict.risk = claims.card_testing_risk
+        fraud.behavioral_trust_verdict.trust = claims.behavioral_trust
+    if claims.account_takeover_risk is not None and event.user_info.account_id:
+        takeover = assessment.account_defender_assessment.account_takeover_verdict
+        takeover.risk = claims.account_takeover_risk
+        for reason in claims.account_takeover_risk_reasons:
+            takeover.risk_reasons.add(reason=_AccountRiskReason.Value(reason))
+        for reason in claims.account_takeover_trust_reasons:
+            takeover.trust_reasons.add(reason=_AccountTrustReason.Value(reason))
+    if "account_defender_assessment" in omit:
+        assessment.ClearField("account_defender_assessment")
+    analysis = assessment.risk_analysis
+    analysis.extended_verdict_reasons.extend(claims.extended_verdict_reasons)
+    if claims.challenge is not None:
+        analysis.challenge = _Challenge.Value(claims.challenge)
 
 
 def express_claims(event: Any) -> TokenClaims:

@@ -356,6 +356,9 @@ DEFAULT_REASON: dict[grpc.StatusCode, str] = {
 _PERMISSIONS = {
     "CreateAssessment": "recaptchaenterprise.assessments.create",
     "AnnotateAssessment": "recaptchaenterprise.assessments.annotate",
+    "SearchRelatedAccountGroupMemberships": (
+        "recaptchaenterprise.relatedaccountgroupmemberships.list"
+    ),
 }
 
 

@@ -33,6 +33,10 @@ class Faults:
     quota: bool = False
     retry_delay_ms: int | None = None
     seed: int | None = None
+    # Parts of the assessment left out, as when the project has not enabled the feature:
+    # `phone_fraud_assessment` (SMS defense), `fraud_prevention_assessment`,
+    # `account_defender_assessment`.
+    omit: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -81,12 +85,14 @@ class Faults:
             quota=_flag(knobs, "quota"),
             retry_delay_ms=_optional_int(knobs, "retry_delay_ms"),
             seed=_optional_int(knobs, "seed", minimum=None),
+            omit=_parts(knobs, "omit"),
         )
 
     def to_json(self) -> dict[str, Any]:
         """The knobs as the control plane shows them (status codes by name)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["error_code"] = self.error_code.name
+        out["omit"] = sorted(self.omit)
         return out
 
     def _delay(self) -> float | None:
@@ -143,6 +149,15 @@ def _optional_int(knobs: Mapping[str, object], key: str, minimum: int | None = 0
     if minimum is not None and value < minimum:
         raise ValueError(f"{key} must be >= {minimum}")
     return value
+
+
+def _parts(knobs: Mapping[str, object], key: str) -> frozenset[str]:
+    from sidecar.emulator.answers import OPTIONAL_PARTS
+
+    value = knobs.get(key, ())
+    if not isinstance(value, list | tuple) or not all(v in OPTIONAL_PARTS for v in value):
+        raise ValueError(f"{key} must be a list of {sorted(OPTIONAL_PARTS)}")
+    return frozenset(str(v) for v in value)
 
 
 def _status_code(value: object) -> grpc.StatusCode:

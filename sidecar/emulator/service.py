@@ -29,6 +29,8 @@ from google.cloud.recaptchaenterprise_v1.types import (
     AnnotateAssessmentRequest,
     AnnotateAssessmentResponse,
     CreateAssessmentRequest,
+    SearchRelatedAccountGroupMembershipsRequest,
+    SearchRelatedAccountGroupMembershipsResponse,
 )
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format
 
@@ -50,14 +52,21 @@ from sidecar.emulator.tokens import parse_token
 SERVICE_NAME = "google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService"
 RPC_CREATE = "create"
 RPC_ANNOTATE = "annotate"
+RPC_SEARCH = "related"  # SearchRelatedAccountGroupMemberships
 RPC_METADATA = "metadata"  # the fake GCE metadata server's token endpoint
-RPCS = (RPC_CREATE, RPC_ANNOTATE)
-_METHODS = {RPC_CREATE: "CreateAssessment", RPC_ANNOTATE: "AnnotateAssessment"}
+RPCS = (RPC_CREATE, RPC_ANNOTATE, RPC_SEARCH)
+_METHODS = {
+    RPC_CREATE: "CreateAssessment",
+    RPC_ANNOTATE: "AnnotateAssessment",
+    RPC_SEARCH: "SearchRelatedAccountGroupMemberships",
+}
 
 # Plain protobuf classes: proto-plus marshalling costs more than the emulator's own work.
 CreateAssessmentRequestPb: Any = CreateAssessmentRequest.pb()
 AnnotateAssessmentRequestPb: Any = AnnotateAssessmentRequest.pb()
 AnnotateAssessmentResponsePb: Any = AnnotateAssessmentResponse.pb()
+SearchRequestPb: Any = SearchRelatedAccountGroupMembershipsRequest.pb()
+SearchResponsePb: Any = SearchRelatedAccountGroupMembershipsResponse.pb()
 _EMPTY_ANNOTATE_RESPONSE: Any = AnnotateAssessmentResponsePb()
 
 _PARENT = re.compile(r"projects/([^/]+)")
@@ -88,6 +97,7 @@ def _register_service_descriptor() -> None:
     for method, request, response in (
         ("CreateAssessment", CreateAssessmentRequestPb, AssessmentPb),
         ("AnnotateAssessment", AnnotateAssessmentRequestPb, AnnotateAssessmentResponsePb),
+        ("SearchRelatedAccountGroupMemberships", SearchRequestPb, SearchResponsePb),
     ):
         service.method.add(
             name=method,
@@ -167,6 +177,11 @@ class EmulatorService:
         self._repeated_tokens = 0
         self._create_calls = 0
         self._annotate_calls = 0
+        self._search_calls = 0
+        self._recent_searches: deque[str] = deque(maxlen=self._recent_limit)
+        # Related accounts: the accounts assessed with each `device` claim form one group.
+        self._device_accounts: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+        self._account_devices: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
         self._outcomes: dict[str, int] = {}
         self._annotations: deque[Any] = deque(maxlen=self._annotation_limit)
         self._annotations_total = 0
@@ -223,6 +238,9 @@ class EmulatorService:
         return {
             "create_calls": self._create_calls,
             "annotate_calls": self._annotate_calls,
+            "search_calls": self._search_calls,
+            "related_groups": len(self._device_accounts),
+            "recent_searches": list(self._recent_searches),
             "assessments": len(self._assessments),
             "outcomes": dict(self._outcomes),
             "distinct_tokens": len(by_digest),
@@ -273,6 +291,11 @@ class EmulatorService:
                     self.annotate_assessment,
                     request_deserializer=AnnotateAssessmentRequestPb.FromString,
                     response_serializer=AnnotateAssessmentResponsePb.SerializeToString,
+                ),
+                "SearchRelatedAccountGroupMemberships": grpc.unary_unary_rpc_method_handler(
+                    self.search_related_account_group_memberships,
+                    request_deserializer=SearchRequestPb.FromString,
+                    response_serializer=SearchResponsePb.SerializeToString,
                 ),
             },
         )
@@ -331,6 +354,66 @@ class EmulatorService:
             await self._fail_after(state, context)
         return _EMPTY_ANNOTATE_RESPONSE
 
+    async def search_related_account_group_memberships(self, request: Any, context: Any) -> Any:
+        """The memberships of every related-account group the account belongs to (accounts
+        assessed with one `device` claim are one group), ordered by group then account, a page
+        at a time: `page_size` 0 is 50, above 1,000 is 1,000 (as Google coerces)."""
+        self._search_calls += 1
+        metadata = context.invocation_metadata() or ()
+        self._note_metadata(metadata)
+        state = self._faults[RPC_SEARCH]
+        if state.faults.active:
+            await self._delay(state)
+        await self._admit(RPC_SEARCH, metadata, context)
+        await self._check_project(request.project, RPC_SEARCH, context)
+        if bool(request.account_id) == bool(request.hashed_account_id):
+            detail = "Exactly one of account_id and hashed_account_id must be set."
+            await self._reject(context, errors.bad_request([("account_id", detail)]))
+        if request.page_size < 0:
+            await self._reject(context, errors.bad_request([("page_size", "Must be >= 0.")]))
+        start = _page_offset(request.page_token)
+        if start is None:
+            await self._reject(context, errors.bad_request([("page_token", "Invalid token.")]))
+            return None
+        if state.faults.active:
+            await self._fail_before(RPC_SEARCH, state, context)
+        account = request.account_id or request.hashed_account_id.hex()
+        self._recent_searches.append(account)
+        members = [
+            (device, member)
+            for device in sorted(self._account_devices.get(account, ()), key=_group_id)
+            for member in sorted(self._device_accounts.get(device, ()))
+        ]
+        size = min(request.page_size or 50, 1000)
+        response = SearchResponsePb()
+        prefix = f"projects/{self.project_number}/relatedaccountgroups/"
+        for device, member in members[start : start + size]:
+            membership = response.related_account_group_memberships.add()
+            membership.name = f"{prefix}{_group_id(device)}/memberships/{_group_id(member)}"
+            membership.account_id = member
+        if start + size < len(members):
+            response.next_page_token = _page_token(start + size)
+        if state.faults.active:
+            await self._fail_after(state, context)
+        return response
+
+    def _relate(self, event: Any, claims: Any) -> None:
+        """Remember which account a device was seen with (bounded like the other state)."""
+        account = event.user_info.account_id or event.hashed_account_id.hex()
+        device = claims.device
+        if not account or device is None:
+            return
+        accounts = self._device_accounts.get(device)
+        if accounts is None:
+            accounts = OrderedDict()
+            _remember(self._device_accounts, device, accounts, self._tracked_limit)
+        accounts[account] = None
+        devices = self._account_devices.get(account)
+        if devices is None:
+            devices = OrderedDict()
+            _remember(self._account_devices, account, devices, self._tracked_limit)
+        devices[device] = None
+
     # ---- Google's checks -----------------------------------------------------------------
 
     async def _admit(self, rpc: str, metadata: Sequence[tuple[str, Any]], context: Any) -> None:
@@ -345,16 +428,21 @@ class EmulatorService:
             await self._reject(context, error)
 
     async def _check_parent(self, parent: str, context: Any) -> None:
+        await self._check_project(parent, RPC_CREATE, context, field="parent")
+
+    async def _check_project(
+        self, parent: str, rpc: str, context: Any, *, field: str = "project"
+    ) -> None:
         match = _PARENT.fullmatch(parent)
         if match is None:
             await self._reject(
                 context,
-                errors.bad_request([("parent", "Must be of the form 'projects/{project}'.")]),
+                errors.bad_request([(field, "Must be of the form 'projects/{project}'.")]),
             )
             return
         if not self.project.owns(match[1]):
             await self._reject(
-                context, errors.permission_denied(errors.permission_for("CreateAssessment"), parent)
+                context, errors.permission_denied(errors.permission_for(_METHODS[rpc]), parent)
             )
 
     def _assessment_name(self, name: str) -> str | GoogleError:
@@ -411,8 +499,12 @@ class EmulatorService:
         assessment.name = name
         _remember(self._assessments, name, None, self._tracked_limit)
         assessment.event.CopyFrom(event)
+        omit = self._faults[RPC_CREATE].faults.omit
         if event.express:
-            answers.risk(assessment, answers.express_claims(event))
+            claims = answers.express_claims(event)
+            answers.risk(assessment, claims)
+            answers.signals(assessment, claims, event, omit)
+            self._relate(event, claims)
             self._outcomes["EXPRESS"] = self._outcomes.get("EXPRESS", 0) + 1
             return assessment
         verdict = self._judge(event, digest, key)
@@ -421,6 +513,8 @@ class EmulatorService:
             self._outcomes[verdict] = self._outcomes.get(verdict, 0) + 1
             return assessment
         answers.valid(assessment, *verdict)
+        answers.signals(assessment, verdict[0], event, omit)
+        self._relate(event, verdict[0])
         self._outcomes["VALID"] = self._outcomes.get("VALID", 0) + 1
         return assessment
 
@@ -500,6 +594,29 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def _group_id(name: str) -> str:
+    """A stable resource id for a device (a group) or an account (a membership)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"emu-page:{offset}".encode()).decode()
+
+
+def _page_offset(token: str) -> int | None:
+    """Where a page token continues; None when it is not one of ours."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeError):
+        return None
+    prefix, _, number = text.partition(":")
+    if prefix != "emu-page" or not number.isdigit():
+        return None
+    return int(number)
+
+
 def _from_hex(digest: str) -> bytes:
     try:
         return bytes.fromhex(digest)
@@ -513,6 +630,11 @@ def _annotation_json(request: Any) -> dict[str, Any]:
         transaction = json_format.MessageToDict(
             request.transaction_event, preserving_proto_field_name=True
         )
+    phone = None
+    if request.HasField("phone_authentication_event"):
+        phone = json_format.MessageToDict(
+            request.phone_authentication_event, preserving_proto_field_name=True
+        )
     return {
         "name": request.name,
         "annotation": _enum_name(AnnotateAssessmentRequestPb.Annotation, request.annotation),
@@ -520,6 +642,7 @@ def _annotation_json(request: Any) -> dict[str, Any]:
         "account_id": request.account_id,
         "hashed_account_id": base64.b64encode(request.hashed_account_id).decode("ascii"),
         "transaction_event": transaction,
+        "phone_authentication_event": phone,
     }
 
 

@@ -65,6 +65,43 @@ ACCOUNT_DEFENDER_LABELS: frozenset[str] = frozenset(
     }
 )
 
+# PhoneFraudAssessment.SmsTollFraudVerdict.SmsTollFraudReason names.
+SMS_TOLL_FRAUD_REASONS: frozenset[str] = frozenset({"INVALID_PHONE_NUMBER"})
+# SMS defense's risk for a phone number when the token does not say (low: a normal number).
+DEFAULT_SMS_TOLL_FRAUD_RISK = 0.1
+# FraudPreventionAssessment.RiskReason.Reason names.
+TRANSACTION_RISK_REASONS: frozenset[str] = frozenset(
+    {
+        "HIGH_TRANSACTION_VELOCITY",
+        "EXCESSIVE_ENUMERATION_PATTERN",
+        "SHORT_IDENTITY_HISTORY",
+        "GEOLOCATION_DISCREPANCY",
+        "ASSOCIATED_WITH_FRAUD_CLUSTER",
+    }
+)
+# Fraud prevention's answers for transaction data when the token does not say: a normal payment.
+DEFAULT_TRANSACTION_RISK = 0.1
+DEFAULT_BEHAVIORAL_TRUST = 0.9
+# AccountDefenderAssessment.AccountRiskReason.RiskReason / AccountTrustReason.TrustReason names.
+ACCOUNT_TAKEOVER_RISK_REASONS: frozenset[str] = frozenset(
+    {
+        "CLIENT_HISTORICAL_BOT_ACTIVITY",
+        "ACCOUNT_IN_LARGE_RELATED_GROUP",
+        "CLIENT_ACCESSED_MANY_ACCOUNTS",
+        "DISPOSABLE_EMAIL_DOMAIN",
+    }
+)
+ACCOUNT_TAKEOVER_TRUST_REASONS: frozenset[str] = frozenset(
+    {
+        "PROFILE_MATCH",
+        "ACCOUNT_HISTORY_REPUTABLE",
+        "IDENTITY_GLOBAL_ACTIVITY_REPUTABLE",
+        "IDENTITY_HISTORY_REPUTABLE",
+    }
+)
+# RiskAnalysis.Challenge names.
+CHALLENGES: frozenset[str] = frozenset({"NOCAPTCHA", "PASSED", "FAILED"})
+
 # The end of year 9999, the last instant a protobuf Timestamp can hold.
 _MAX_IAT = 253_402_300_800.0
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -85,6 +122,19 @@ class TokenClaims:
     labels: tuple[str, ...] = ()
     android_package_name: str | None = None
     ios_bundle_id: str | None = None
+    sms_toll_fraud_risk: float = DEFAULT_SMS_TOLL_FRAUD_RISK
+    sms_toll_fraud_reasons: tuple[str, ...] = ()
+    transaction_risk: float = DEFAULT_TRANSACTION_RISK
+    transaction_risk_reasons: tuple[str, ...] = ()
+    stolen_instrument_risk: float = DEFAULT_TRANSACTION_RISK
+    card_testing_risk: float = DEFAULT_TRANSACTION_RISK
+    behavioral_trust: float = DEFAULT_BEHAVIORAL_TRUST
+    account_takeover_risk: float | None = None  # answered only when claimed
+    account_takeover_risk_reasons: tuple[str, ...] = ()
+    account_takeover_trust_reasons: tuple[str, ...] = ()
+    extended_verdict_reasons: tuple[str, ...] = ()
+    challenge: str | None = None
+    device: str | None = None  # accounts assessed with one device form a related-account group
 
     def expired(self, now: float, lifetime: float = TOKEN_LIFETIME_SECONDS) -> bool:
         """Whether the token is past its lifetime, as upstream judges it at ``now``."""
@@ -103,6 +153,9 @@ def mint_token(
     labels: Iterable[str] = (),
     android_package_name: str | None = None,
     ios_bundle_id: str | None = None,
+    sms_toll_fraud_risk: float | None = None,
+    sms_toll_fraud_reasons: Iterable[str] = (),
+    **signals: Any,
 ) -> str:
     """Mint a fresh emulator token; every call returns a distinct token (random nonce).
 
@@ -130,6 +183,17 @@ def mint_token(
         claims["android_package_name"] = android_package_name
     if ios_bundle_id is not None:
         claims["ios_bundle_id"] = ios_bundle_id
+    if sms_toll_fraud_risk is not None:
+        claims["sms_toll_fraud_risk"] = sms_toll_fraud_risk
+    sms_toll_fraud_reasons = list(sms_toll_fraud_reasons)
+    if sms_toll_fraud_reasons:
+        claims["sms_toll_fraud_reasons"] = sms_toll_fraud_reasons
+    unknown = sorted(set(signals) - SIGNAL_CLAIMS)
+    if unknown:
+        raise ValueError(f"unknown claim(s) {unknown}; known: {sorted(SIGNAL_CLAIMS)}")
+    for key, value in signals.items():
+        if value is not None:
+            claims[key] = list(value) if isinstance(value, tuple) else value
     _claims_from_mapping(claims)  # raises ValueError when invalid
     return encode_claims(claims)
 
@@ -205,7 +269,68 @@ def _claims_from_mapping(raw: Mapping[str, Any]) -> TokenClaims:
         labels=_names(raw, "labels", ACCOUNT_DEFENDER_LABELS),
         android_package_name=android,
         ios_bundle_id=ios,
+        sms_toll_fraud_risk=_risk(raw, "sms_toll_fraud_risk", DEFAULT_SMS_TOLL_FRAUD_RISK),
+        sms_toll_fraud_reasons=_names(raw, "sms_toll_fraud_reasons", SMS_TOLL_FRAUD_REASONS),
+        transaction_risk=_risk(raw, "transaction_risk", DEFAULT_TRANSACTION_RISK),
+        transaction_risk_reasons=_names(raw, "transaction_risk_reasons", TRANSACTION_RISK_REASONS),
+        stolen_instrument_risk=_risk(raw, "stolen_instrument_risk", DEFAULT_TRANSACTION_RISK),
+        card_testing_risk=_risk(raw, "card_testing_risk", DEFAULT_TRANSACTION_RISK),
+        behavioral_trust=_risk(raw, "behavioral_trust", DEFAULT_BEHAVIORAL_TRUST),
+        account_takeover_risk=(
+            None
+            if raw.get("account_takeover_risk") is None
+            else _risk(raw, "account_takeover_risk", 0.0)
+        ),
+        account_takeover_risk_reasons=_names(
+            raw, "account_takeover_risk_reasons", ACCOUNT_TAKEOVER_RISK_REASONS
+        ),
+        account_takeover_trust_reasons=_names(
+            raw, "account_takeover_trust_reasons", ACCOUNT_TAKEOVER_TRUST_REASONS
+        ),
+        extended_verdict_reasons=_free_names(raw, "extended_verdict_reasons"),
+        challenge=_choice(raw, "challenge", CHALLENGES),
+        device=_optional_str(raw, "device"),
     )
+
+
+# Claims `mint_token` takes as keyword arguments beside its named ones.
+SIGNAL_CLAIMS: frozenset[str] = frozenset(
+    {
+        "transaction_risk",
+        "transaction_risk_reasons",
+        "stolen_instrument_risk",
+        "card_testing_risk",
+        "behavioral_trust",
+        "account_takeover_risk",
+        "account_takeover_risk_reasons",
+        "account_takeover_trust_reasons",
+        "extended_verdict_reasons",
+        "challenge",
+        "device",
+    }
+)
+
+
+def _free_names(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key, ())
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{key} must be a list of names")
+    return tuple(value)
+
+
+def _choice(raw: Mapping[str, Any], key: str, allowed: frozenset[str]) -> str | None:
+    value = _optional_str(raw, key)
+    if value is not None and value not in allowed:
+        raise ValueError(f"{key} must be one of {sorted(allowed)}")
+    return value
+
+
+def _risk(raw: Mapping[str, Any], key: str, default: float) -> float:
+    """A risk (or trust) claim: a number in [0, 1]."""
+    value = raw.get(key, default)
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} must be a number in [0, 1]")
+    return float(value)
 
 
 def _is_number(value: object) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sidecar.core.model import AnnotationRequest, TransactionEvent
+from sidecar.core.model import AnnotationRequest, PhoneAuthenticationEvent, TransactionEvent
 
 FORMAT_VERSION = 1
 
@@ -29,6 +29,12 @@ def encode(request: AnnotationRequest) -> bytes:
             "value": event.value,
             "event_time": event.event_time,
         }
+    phone = request.phone_authentication_event
+    if phone is not None:
+        body["phone_authentication_event"] = {
+            "phone_number": phone.phone_number,
+            "event_time": phone.event_time,
+        }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -48,10 +54,20 @@ def decode(data: bytes) -> AnnotationRequest:
                 None if raw_event.get("event_time") is None else float(raw_event["event_time"])
             ),
         )
+    phone = None
+    raw_phone = body.get("phone_authentication_event")
+    if isinstance(raw_phone, dict):
+        phone = PhoneAuthenticationEvent(
+            phone_number=str(raw_phone.get("phone_number", "")),
+            event_time=(
+                None if raw_phone.get("event_time") is None else float(raw_phone["event_time"])
+            ),
+        )
     return AnnotationRequest(
         assessment_name=str(body["name"]),
         annotation=str(body.get("annotation", "")),
         reasons=tuple(str(r) for r in body.get("reasons", ())),
         account_id=str(body.get("account_id", "")),
         transaction_event=event,
+        phone_authentication_event=phone,
     )

@@ -13,9 +13,11 @@ Dry-run input is JSON Lines, one assessment per line, in either shape:
    `valid` (default: true unless `invalid_reason` is given), `invalid_reason` (upstream's
    name: EXPIRED, DUPE, MALFORMED, …), `score`, `reasons`, `action`, `hostname`,
    `android_package_name`, `ios_bundle_id`, `create_time` (when the token was created),
-   `account_defender_labels`, `name`, and `assessed_at` (when it was assessed: the clock
-   for `max_token_age`; without it that rule is not applied). Times are unix seconds or
-   RFC 3339 strings. Unknown keys are ignored.
+   `account_defender_labels`, `name`, `express` (an express assessment: no token rules),
+   `sms_toll_fraud_risk` and `sms_toll_fraud_reasons` (SMS defense), `transaction_risk` and
+   `transaction_risk_reasons` (fraud prevention), and `assessed_at` (when it was assessed:
+   the clock for `max_token_age`; without it that rule is not applied). Times are unix
+   seconds or RFC 3339 strings. Unknown keys are ignored.
 
 2. reCAPTCHA's own Assessment JSON, as the REST API returns it (camelCase) or with proto
    field names: `{"name": …, "tokenProperties": {…}, "riskAnalysis": {…}, "event":
@@ -38,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sidecar.core.model import RecommendedAction, UpstreamAssessment, Verdict
-from sidecar.policy.rules import as_float32, decide
+from sidecar.core.model import RecommendedAction, Signals, UpstreamAssessment, Verdict
+from sidecar.policy.rules import as_float32, decide, risk_within
 from sidecar.policy.schema import Policy
 from sidecar.policy.tools import PolicyFileError, load_policy_file
 
@@ -96,15 +98,35 @@ def _strs(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _risk(raw: Mapping[str, Any], key: str) -> float | None:
+    """An optional risk: absent (not assessed) or a number in [0, 1]."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise RecordError(f"{key}: expected a number from 0 to 1")
+    return float(value)
+
+
 def _flat_record(raw: Mapping[str, Any]) -> Record:
     invalid_reason = _str(raw, "invalid_reason")
-    valid = raw.get("valid", not invalid_reason)
+    express = raw.get("express", False)
+    if not isinstance(express, bool):
+        raise RecordError("express: expected true or false")
+    transaction_risk = _risk(raw, "transaction_risk")
+    transaction_reasons = _strs(raw, "transaction_risk_reasons")
+    signals = None
+    if transaction_risk is not None or transaction_reasons:
+        signals = Signals(
+            transaction_risk=transaction_risk, transaction_risk_reasons=transaction_reasons
+        )
+    valid = raw.get("valid", not invalid_reason and not express)
     if not isinstance(valid, bool):
         raise RecordError("valid: expected true or false")
     score = raw.get("score", 0.0)
     if isinstance(score, bool) or not isinstance(score, int | float):
         raise RecordError("score: expected a number")
-    if not valid and not invalid_reason:
+    if not valid and not invalid_reason and not express:
         invalid_reason = "UNKNOWN_INVALID_REASON"
     return Record(
         expected_action=_str(raw, "expected_action"),
@@ -120,6 +142,10 @@ def _flat_record(raw: Mapping[str, Any]) -> Record:
             ios_bundle_id=_str(raw, "ios_bundle_id"),
             create_time=_time(raw.get("create_time"), "create_time"),
             account_defender_labels=_strs(raw, "account_defender_labels"),
+            express=express,
+            sms_toll_fraud_risk=_risk(raw, "sms_toll_fraud_risk"),
+            sms_toll_fraud_reasons=_strs(raw, "sms_toll_fraud_reasons"),
+            signals=signals,
         ),
         assessed_at=_time(raw.get("assessed_at"), "assessed_at"),
     )
@@ -178,6 +204,8 @@ class ActionTally:
     challenges: int = 0
     decided_by: Counter[str] = field(default_factory=Counter)
     scores: list[float] = field(default_factory=list)
+    sms_risks: list[float] = field(default_factory=list)  # assessed ones only
+    transaction_risks: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -229,8 +257,13 @@ def dry_run(policy: Policy, lines: Iterable[str]) -> DryRun:
             tally.challenges += 1
         if decision.decided_by != "passed":
             tally.decided_by[decision.decided_by] += 1
-        if record.assessment.valid:
-            tally.scores.append(record.assessment.score)
+        assessment = record.assessment
+        if assessment.valid or assessment.express:
+            tally.scores.append(assessment.score)
+        if assessment.sms_toll_fraud_risk is not None:
+            tally.sms_risks.append(assessment.sms_toll_fraud_risk)
+        if assessment.signals is not None and assessment.signals.transaction_risk is not None:
+            tally.transaction_risks.append(assessment.signals.transaction_risk)
     return result
 
 
@@ -242,6 +275,18 @@ def at_or_above(scores: Iterable[float], threshold: float) -> int:
     """How many scores a threshold would let through (float32 comparison, as decide does)."""
     limit = as_float32(threshold)
     return sum(1 for score in scores if not math.isnan(score) and as_float32(score) >= limit)
+
+
+def at_or_below(risks: Iterable[float], maximum: float) -> int:
+    """How many risks a maximum would let through (`risk_within`, as decide does)."""
+    return sum(1 for risk in risks if risk_within(risk, maximum))
+
+
+# The risks an operator chooses a maximum for, from what was assessed (label, tally field).
+_RISKS = (
+    ("sms_toll_fraud_risk", "sms_risks", "max_sms_toll_fraud_risk"),
+    ("transaction_risk", "transaction_risks", "max_transaction_risk"),
+)
 
 
 def dry_run_report(result: DryRun, source: str) -> str:
@@ -296,6 +341,18 @@ def dry_run_report(result: DryRun, source: str) -> str:
                 str(at_or_above(tally.scores, t)).rjust(6) for t in WHAT_IF_THRESHOLDS
             )
             out.append(f"  {name.ljust(width)}  {len(tally.scores):>6}  {counts}")
+    for label, attribute, key in _RISKS:
+        if not any(getattr(tally, attribute) for tally in result.actions.values()):
+            continue
+        out.append("")
+        out.append(f"assessed {label} at or below a maximum (to choose {key}):")
+        width = max(len(name) for name in result.actions)
+        maxima = "  ".join(f"≤{t:g}".rjust(6) for t in WHAT_IF_THRESHOLDS)
+        out.append(f"  {''.ljust(width)}  {'risks':>6}  {maxima}")
+        for name, tally in sorted(result.actions.items()):
+            risks = getattr(tally, attribute)
+            counts = "  ".join(str(at_or_below(risks, t)).rjust(6) for t in WHAT_IF_THRESHOLDS)
+            out.append(f"  {name.ljust(width)}  {len(risks):>6}  {counts}")
     if result.age_not_evaluated:
         out.append("")
         out.append(
@@ -324,6 +381,17 @@ def dry_run_json(result: DryRun) -> dict[str, Any]:
                 "decided_by": dict(tally.decided_by),
                 "valid_scores_at_or_above": {
                     f"{t:g}": at_or_above(tally.scores, t) for t in WHAT_IF_THRESHOLDS
+                },
+                **{
+                    f"{label}s_at_or_below": {
+                        f"{t:g}": at_or_below(getattr(tally, attribute), t)
+                        for t in WHAT_IF_THRESHOLDS
+                    }
+                    for label, attribute, _ in _RISKS
+                },
+                **{
+                    f"{label}s_assessed": len(getattr(tally, attribute))
+                    for label, attribute, _ in _RISKS
                 },
             }
             for name, tally in sorted(result.actions.items())

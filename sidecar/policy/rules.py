@@ -11,8 +11,12 @@ The rules of one action, in the order they are applied (the first that fails dec
    for Android tokens, the iOS bundle list for iOS tokens;
 4. it is no older than `max_token_age` seconds (by upstream's `create_time`);
 5. its score reaches `threshold` (both compared as float32);
-6. account defender: a label mapped to `block` fails the request; a label mapped to `challenge`
+6. SMS defense's toll-fraud risk, when assessed, is at most `max_sms_toll_fraud_risk`;
+7. fraud prevention's transaction risk, when assessed, is at most `max_transaction_risk`;
+8. account defender: a label mapped to `block` fails the request; a label mapped to `challenge`
    lets it through with `recommended_action = CHALLENGE` (ask for a second factor).
+
+An express assessment (no token) skips rules 1-4: the risk rules (5 on) decide.
 
 A failure is FAILED_ENFORCE (not allowed) in enforce mode and FAILED_AUDIT (allowed, counted)
 in audit mode; audit mode never asks for a challenge either, so it changes nothing users see.
@@ -114,6 +118,16 @@ def score_passes(score: float, threshold: float) -> bool:
     return as_float32(score) >= as_float32(threshold)
 
 
+def risk_within(risk: float | None, maximum: float | None) -> bool:
+    """`risk ≤ maximum` as float32 values; no limit, or a risk not assessed, passes; a risk that
+    is not a number never does."""
+    if maximum is None or risk is None:
+        return True
+    if math.isnan(risk):
+        return False
+    return as_float32(risk) <= as_float32(maximum)
+
+
 _UPSTREAM_STATUS = {
     "EXPIRED": TokenStatus.EXPIRED,
     "DUPE": TokenStatus.DUPLICATE,
@@ -127,6 +141,54 @@ def _failed(policy: ActionPolicy) -> tuple[bool, Verdict]:
     return False, Verdict.FAILED_ENFORCE
 
 
+def _token_rule(
+    policy: ActionPolicy,
+    expected_action: str,
+    upstream: UpstreamAssessment,
+    now: float | None,
+) -> tuple[str, TokenStatus, str] | None:
+    """Rules 1-4, about the token: (rule, token status, invalid reason) of the first that
+    fails, None when they all hold."""
+    if not upstream.valid:
+        status = _UPSTREAM_STATUS.get(upstream.invalid_reason, TokenStatus.INVALID)
+        return f"token_{status.lower()}", status, upstream.invalid_reason
+    if (
+        policy.require_action_match
+        and expected_action
+        and upstream.action.lower() != expected_action.lower()
+    ):
+        return "action_mismatch", TokenStatus.VALID, "UNEXPECTED_ACTION"
+    source = _source_rule(policy, upstream)
+    if source is not None:
+        return source, TokenStatus.VALID, ""
+    if (
+        policy.max_token_age is not None
+        and now is not None
+        and upstream.create_time is not None
+        and now - upstream.create_time > policy.max_token_age
+    ):
+        return "token_too_old", TokenStatus.VALID, ""
+    return None
+
+
+def _risk_rule(policy: ActionPolicy, upstream: UpstreamAssessment) -> tuple[str, bool, bool]:
+    """The rules about the request's risk, for tokens and express assessments alike:
+    (rule, failed, challenge)."""
+    if not score_passes(upstream.score, policy.threshold):
+        return "score_below_threshold", True, False
+    if not risk_within(upstream.sms_toll_fraud_risk, policy.max_sms_toll_fraud_risk):
+        return "sms_toll_fraud_risk_above_max", True, False
+    transaction_risk = upstream.signals.transaction_risk if upstream.signals else None
+    if not risk_within(transaction_risk, policy.max_transaction_risk):
+        return "transaction_risk_above_max", True, False
+    label_action, label = _label_rule(policy, upstream.account_defender_labels)
+    if label_action is LabelAction.ALLOW:
+        return "passed", False, False
+    # Audit mode changes nothing users see: no challenge either, only decided_by.
+    challenge = label_action is LabelAction.CHALLENGE and policy.mode is Mode.ENFORCE
+    return f"account_defender:{label}", label_action is LabelAction.BLOCK, challenge
+
+
 def decide(
     policy: ActionPolicy,
     expected_action: str,
@@ -136,44 +198,21 @@ def decide(
     now: float | None = None,
 ) -> Decision:
     """The verdict for an assessment upstream answered. `now` (unix seconds) is the clock for
-    `max_token_age`; without it that rule is not applied (a caller enforcing it passes it)."""
-    status = TokenStatus.VALID
-    rule = "passed"
-    invalid_reason = upstream.invalid_reason
-    failed = True
-    challenge = False
-    if not upstream.valid:
-        if upstream.invalid_reason == "DUPE" and upstream.ambiguous_retry:
-            # Our own earlier attempt may have consumed the token and lost its answer: the
-            # outcome is unknown, never DUPLICATE (and never a pass).
-            return decide_unchecked(policy, FailureKind.TRANSIENT, "outcome_unknown", version)
-        status = _UPSTREAM_STATUS.get(upstream.invalid_reason, TokenStatus.INVALID)
-        rule = f"token_{status.lower()}"
-    elif (
-        policy.require_action_match
-        and expected_action
-        and upstream.action.lower() != expected_action.lower()
-    ):
-        rule = "action_mismatch"
-        invalid_reason = "UNEXPECTED_ACTION"
-    elif (source := _source_rule(policy, upstream)) is not None:
-        rule = source
-    elif (
-        policy.max_token_age is not None
-        and now is not None
-        and upstream.create_time is not None
-        and now - upstream.create_time > policy.max_token_age
-    ):
-        rule = "token_too_old"
-    elif not score_passes(upstream.score, policy.threshold):
-        rule = "score_below_threshold"
+    `max_token_age`; without it that rule is not applied (a caller enforcing it passes it).
+    An express assessment (no token) skips the token rules: its score decides."""
+    if upstream.express:
+        status, invalid_reason = TokenStatus.EXPRESS, ""
+        rule, failed, challenge = _risk_rule(policy, upstream)
+    elif not upstream.valid and upstream.invalid_reason == "DUPE" and upstream.ambiguous_retry:
+        # Our own earlier attempt may have consumed the token and lost its answer: the
+        # outcome is unknown, never DUPLICATE (and never a pass).
+        return decide_unchecked(policy, FailureKind.TRANSIENT, "outcome_unknown", version)
+    elif (token := _token_rule(policy, expected_action, upstream, now)) is not None:
+        rule, status, invalid_reason = token
+        failed, challenge = True, False
     else:
-        label_action, label = _label_rule(policy, upstream.account_defender_labels)
-        failed = label_action is LabelAction.BLOCK
-        if label_action is not LabelAction.ALLOW:
-            rule = f"account_defender:{label}"
-            # Audit mode changes nothing users see: no challenge either, only decided_by.
-            challenge = label_action is LabelAction.CHALLENGE and policy.mode is Mode.ENFORCE
+        status, invalid_reason = TokenStatus.VALID, upstream.invalid_reason
+        rule, failed, challenge = _risk_rule(policy, upstream)
 
     if failed:
         allowed, verdict = _failed(policy)
@@ -201,6 +240,9 @@ def decide(
         assessment_name=upstream.name,
         account_defender_labels=upstream.account_defender_labels,
         policy_version=version,
+        sms_toll_fraud_risk=upstream.sms_toll_fraud_risk,
+        sms_toll_fraud_reasons=upstream.sms_toll_fraud_reasons,
+        signals=upstream.signals,
     )
 
 

@@ -98,6 +98,20 @@ class ActionPolicy(BaseModel):
         (),
         description="iOS bundle ids a token may come from; '*.' or '.*' wildcards; empty: any.",
     )
+    max_sms_toll_fraud_risk: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Fail when SMS defense's toll-fraud risk is above this (as float32); "
+        "null: no limit. Applies only when the risk was assessed (a phone number in user_ids).",
+    )
+    max_transaction_risk: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Fail when fraud prevention's transaction risk is above this (as float32); "
+        "null: no limit. Applies only when the risk was assessed (transaction_data given).",
+    )
     max_token_age: float | None = Field(
         None,
         gt=0,

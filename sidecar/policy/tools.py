@@ -77,6 +77,12 @@ def _describe_rules(rules: ActionPolicy) -> dict[str, str]:
         if rules.max_token_age is None
         else f"{rules.max_token_age:g} s",
         "threshold": threshold,
+        "max_sms_toll_fraud_risk": "no limit"
+        if rules.max_sms_toll_fraud_risk is None
+        else f"{rules.max_sms_toll_fraud_risk:g} (risk ≤ max, as float32)",
+        "max_transaction_risk": "no limit"
+        if rules.max_transaction_risk is None
+        else f"{rules.max_transaction_risk:g} (risk ≤ max, as float32)",
         "account_defender": labels or "no rules (every label allowed)",
         "on_upstream_failure": rules.on_upstream_failure.value,
         "on_quota_exhausted": rules.on_quota_exhausted.value,

@@ -33,6 +33,7 @@ from sidecar.accountid.protection import Protection
 from sidecar.config import Settings, reload_settings
 from sidecar.core.annotate import Annotator
 from sidecar.core.ports import ReplayStore
+from sidecar.core.related import RelatedAccounts
 from sidecar.core.verify import Verifier
 from sidecar.outbox import Flusher, OutboxQueue
 from sidecar.policy.source import PolicySource
@@ -71,12 +72,13 @@ class Core:
 
     verifier: Verifier
     annotator: Annotator
+    related: RelatedAccounts
 
 
 def grpc_front_doors(settings: Settings, core: Core) -> list[GrpcFrontDoor]:
     """Every gRPC front door the settings ask for."""
     return [
-        VerificationFrontDoor(core.verifier, core.annotator),
+        VerificationFrontDoor(core.verifier, core.annotator, core.related),
         AuthorizationFrontDoor(core.verifier, settings.forward_auth_token_header),
     ]
 
@@ -171,10 +173,12 @@ async def _start(
 
     protector = account_id_protector(settings)
     observer = telemetry.observer()
+    # Account ids are protected over the upstream for Assess and SearchRelatedAccounts (which
+    # also reveals the ids that come back), in the use case for Annotate (before the outbox
+    # stores anything).
+    protected = protect_upstream(upstream, protector)
     verifier = Verifier(
-        # Account ids are protected over the upstream for Assess, in the use case for Annotate
-        # (before the outbox stores anything).
-        upstream=protect_upstream(upstream, protector),
+        upstream=protected,
         replay=telemetry.instrument_replay(replay),
         policy=policy.current,
         settings=verify_settings(settings),
@@ -187,7 +191,13 @@ async def _start(
         limiter=limiter(settings, "annotate"),
         observer=observer,
     )
-    front_doors = grpc_front_doors(settings, Core(verifier, annotator))
+    related = RelatedAccounts(
+        protected,
+        upstream_timeout=settings.upstream_timeout,
+        limiter=limiter(settings, "related"),
+        observer=observer,
+    )
+    front_doors = grpc_front_doors(settings, Core(verifier, annotator, related))
     services = tuple(name for door in front_doors for name in door.services)
     health_ = HealthAggregator(standard_entries(services))
     await health_.start()

@@ -21,17 +21,28 @@ from sidecar.core.model import (
     ClientType,
     Decision,
     Delivery,
+    PhoneAuthenticationEvent,
+    RelatedAccountsQuery,
+    Signals,
+    TokenStatus,
+    TransactionAddress,
+    TransactionData,
     TransactionEvent,
+    TransactionGatewayInfo,
+    TransactionItem,
+    TransactionUser,
     UserId,
     UserIdKind,
 )
 from sidecar.core.ports import CallContext
+from sidecar.core.related import RelatedAccounts
 from sidecar.core.verify import Verifier
 
 SERVICE = sidecar_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name
 # Who is calling, as the use cases (and their observer) see it: one constant per method.
 ASSESS_CALL = CallContext(SERVICE, "Assess")
 ANNOTATE_CALL = CallContext(SERVICE, "Annotate")
+SEARCH_CALL = CallContext(SERVICE, "SearchRelatedAccounts")
 
 _VERDICT = {
     v.name.removeprefix("VERDICT_"): v.number for v in sidecar_pb2.Verdict.DESCRIPTOR.values
@@ -40,6 +51,8 @@ _TOKEN_STATUS = {
     v.name.removeprefix("TOKEN_STATUS_"): v.number
     for v in sidecar_pb2.TokenStatus.DESCRIPTOR.values
 }
+# An express assessment has no token: TOKEN_STATUS_UNSPECIFIED on the wire.
+_TOKEN_STATUS[TokenStatus.EXPRESS.value] = sidecar_pb2.TOKEN_STATUS_UNSPECIFIED
 _RECOMMENDED = {
     v.name.removeprefix("RECOMMENDED_ACTION_"): v.number
     for v in sidecar_pb2.RecommendedAction.DESCRIPTOR.values
@@ -124,6 +137,68 @@ def _enum(field: str, table: dict[int, str], value: int) -> str:
     return name
 
 
+def _address(message: Any) -> TransactionAddress:
+    return TransactionAddress(
+        recipient=message.recipient,
+        address=tuple(message.address),
+        locality=message.locality,
+        administrative_area=message.administrative_area,
+        region_code=message.region_code,
+        postal_code=message.postal_code,
+    )
+
+
+def _user(message: Any) -> TransactionUser:
+    return TransactionUser(
+        account_id=message.account_id,
+        creation_ms=message.creation_ms,
+        email=message.email,
+        email_verified=message.email_verified,
+        phone_number=message.phone_number,
+        phone_verified=message.phone_verified,
+    )
+
+
+def to_transaction_data(message: sidecar_pb2.TransactionData) -> TransactionData:
+    """Proto → domain, field for field (validation is the core's)."""
+    gateway = None
+    if message.HasField("gateway_info"):
+        info = message.gateway_info
+        gateway = TransactionGatewayInfo(
+            name=info.name,
+            gateway_response_code=info.gateway_response_code,
+            avs_response_code=info.avs_response_code,
+            cvv_response_code=info.cvv_response_code,
+        )
+    return TransactionData(
+        transaction_id=message.transaction_id,
+        payment_method=message.payment_method,
+        card_bin=message.card_bin,
+        card_last_four=message.card_last_four,
+        currency_code=message.currency_code,
+        value=message.value,
+        shipping_value=message.shipping_value,
+        shipping_address=(
+            _address(message.shipping_address) if message.HasField("shipping_address") else None
+        ),
+        billing_address=(
+            _address(message.billing_address) if message.HasField("billing_address") else None
+        ),
+        user=_user(message.user) if message.HasField("user") else None,
+        merchants=tuple(_user(m) for m in message.merchants),
+        items=tuple(
+            TransactionItem(
+                name=item.name,
+                value=item.value,
+                quantity=item.quantity,
+                merchant_account_id=item.merchant_account_id,
+            )
+            for item in message.items
+        ),
+        gateway_info=gateway,
+    )
+
+
 def to_assessment_request(message: sidecar_pb2.AssessRequest) -> AssessmentRequest:
     """Proto → domain. Unset UserId oneofs become empty values that validation rejects."""
     user_ids = []
@@ -153,6 +228,12 @@ def to_assessment_request(message: sidecar_pb2.AssessRequest) -> AssessmentReque
         idempotency_key=message.idempotency_key,
         headers=tuple(message.headers),
         client_type=client_type,
+        express=message.express,
+        transaction_data=(
+            to_transaction_data(message.transaction_data)
+            if message.HasField("transaction_data")
+            else None
+        ),
     )
 
 
@@ -179,7 +260,38 @@ def to_assess_response(decision: Decision) -> sidecar_pb2.AssessResponse:
     )
     if decision.create_time is not None:
         response.create_time.FromNanoseconds(int(decision.create_time * 1e9))
+    if decision.sms_toll_fraud_risk is not None:  # absent means not assessed, never 0.0
+        response.sms_toll_fraud_risk = decision.sms_toll_fraud_risk
+        response.sms_toll_fraud_reasons.extend(decision.sms_toll_fraud_reasons)
+    if decision.signals is not None:
+        _add_signals(response, decision.signals)
     return response
+
+
+# Signals whose absence means "not given": set on the response only when present.
+_OPTIONAL_SIGNALS = (
+    "transaction_risk",
+    "stolen_instrument_risk",
+    "card_testing_risk",
+    "behavioral_trust",
+    "account_takeover_risk",
+)
+_REPEATED_SIGNALS = (
+    "transaction_risk_reasons",
+    "account_takeover_risk_reasons",
+    "account_takeover_trust_reasons",
+    "extended_verdict_reasons",
+)
+
+
+def _add_signals(response: sidecar_pb2.AssessResponse, signals: Signals) -> None:
+    for name in _OPTIONAL_SIGNALS:
+        value = getattr(signals, name)
+        if value is not None:
+            setattr(response, name, value)
+    for name in _REPEATED_SIGNALS:
+        getattr(response, name).extend(getattr(signals, name))
+    response.challenge = signals.challenge
 
 
 def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
@@ -208,6 +320,13 @@ def to_annotation_request(message: sidecar_pb2.AnnotateRequest) -> AnnotationReq
             value=te.value,
             event_time=_seconds(te.event_time) if te.HasField("event_time") else None,
         )
+    phone = None
+    if message.HasField("phone_authentication_event"):
+        pe = message.phone_authentication_event
+        phone = PhoneAuthenticationEvent(
+            phone_number=pe.phone_number,
+            event_time=_seconds(pe.event_time) if pe.HasField("event_time") else None,
+        )
     return AnnotationRequest(
         assessment_name=message.assessment_name,
         annotation=annotation,
@@ -215,15 +334,17 @@ def to_annotation_request(message: sidecar_pb2.AnnotateRequest) -> AnnotationReq
         account_id=message.account_id,
         transaction_event=event,
         wait_for_upstream=message.wait_for_upstream,
+        phone_authentication_event=phone,
     )
 
 
 class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
     """recaptcha.sidecar.v1.VerificationService over the transport-neutral core."""
 
-    def __init__(self, verifier: Verifier, annotator: Annotator) -> None:
+    def __init__(self, verifier: Verifier, annotator: Annotator, related: RelatedAccounts) -> None:
         self._verifier = verifier
         self._annotator = annotator
+        self._related = related
 
     @maps_domain_errors
     async def Assess(
@@ -243,14 +364,34 @@ class VerificationServicer(sidecar_pb2_grpc.VerificationServiceServicer):
         )
         return sidecar_pb2.AnnotateResponse(delivery=_DELIVERY[delivery])
 
+    @maps_domain_errors
+    async def SearchRelatedAccounts(
+        self, request: sidecar_pb2.SearchRelatedAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> sidecar_pb2.SearchRelatedAccountsResponse:
+        query = RelatedAccountsQuery(
+            account_id=request.account_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        page = await self._related.search(query, context.time_remaining(), call=SEARCH_CALL)
+        return sidecar_pb2.SearchRelatedAccountsResponse(
+            related_accounts=[
+                sidecar_pb2.RelatedAccount(
+                    account_id=account.account_id, group=account.group, decrypted=account.decrypted
+                )
+                for account in page.accounts
+            ],
+            next_page_token=page.next_page_token,
+        )
+
 
 class VerificationFrontDoor:
     """Our own API as a gRPC front door of the composition root (`server.app`)."""
 
     services = (SERVICE,)
 
-    def __init__(self, verifier: Verifier, annotator: Annotator) -> None:
-        self._servicer = VerificationServicer(verifier, annotator)
+    def __init__(self, verifier: Verifier, annotator: Annotator, related: RelatedAccounts) -> None:
+        self._servicer = VerificationServicer(verifier, annotator, related)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         sidecar_pb2_grpc.add_VerificationServiceServicer_to_server(self._servicer, server)

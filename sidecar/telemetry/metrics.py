@@ -64,14 +64,32 @@ CATALOG: tuple[MetricSpec, ...] = (
         "counter",
         ("status", "action"),
         "Assess answers by token status: VALID, INVALID, EXPIRED, DUPLICATE, MISSING, UNCHECKED "
-        "(also after CLIENT_TYPE_MISSING and KEYS_MISSING).",
+        "(also after CLIENT_TYPE_MISSING and KEYS_MISSING); express for express assessments "
+        "(no token).",
     ),
     MetricSpec(
         "risk_scores",
         "risk_scores",
         "histogram",
         ("action",),
-        "Scores of fresh VALID assessments (buckets 0.0, 0.1 … 1.0); replays are not re-counted.",
+        "Scores of fresh VALID and express assessments (buckets 0.0, 0.1 … 1.0); replays are "
+        "not re-counted.",
+    ),
+    MetricSpec(
+        "sms_tf_risk_scores",
+        "sms_tf_risk_scores",
+        "histogram",
+        ("action",),
+        "SMS defense toll-fraud risks of fresh assessments that had one (a phone number in "
+        "user_ids; buckets 0.0, 0.1 … 1.0, higher is worse): to choose max_sms_toll_fraud_risk.",
+    ),
+    MetricSpec(
+        "transaction_risk_scores",
+        "transaction_risk_scores",
+        "histogram",
+        ("action",),
+        "Fraud prevention transaction risks of fresh assessments that had one (transaction_data "
+        "given; buckets 0.0, 0.1 … 1.0, higher is worse): to choose max_transaction_risk.",
     ),
     MetricSpec(
         "rpc.server.call.duration",
@@ -364,6 +382,18 @@ class Instruments:
             "Scores of fresh VALID assessments.",
             explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
         )
+        self.sms_tf_risk_scores = meter.create_histogram(
+            "sms_tf_risk_scores",
+            "",
+            "SMS defense toll-fraud risks of fresh assessments.",
+            explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
+        )
+        self.transaction_risk_scores = meter.create_histogram(
+            "transaction_risk_scores",
+            "",
+            "Fraud prevention transaction risks of fresh assessments.",
+            explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
+        )
         self.rpc_duration = meter.create_histogram(
             "rpc.server.call.duration",
             "s",
@@ -483,16 +513,29 @@ class Instruments:
 
     # Decisions: recorded in exactly one place per front door (the gRPC interceptor).
     def record_decision(
-        self, *, verdict: str, token_status: str, action: str, score: float | None
+        self,
+        *,
+        verdict: str,
+        token_status: str,
+        action: str,
+        score: float | None,
+        sms_risk: float | None = None,
+        transaction_risk: float | None = None,
     ) -> None:
         """Count one Assess answer. `action` is already a bounded label (see ActionLabels);
-        `score` only for a fresh VALID assessment, so each upstream score is counted once."""
+        `score` and the risks only for a fresh assessment, so each upstream value is counted
+        once (and a risk only when upstream assessed it)."""
         self.verdicts.add(verdict, action)
         self.tokens.add(token_status, action)
+        labels = {"action": action}
         if score is not None:
             # Upstream scores are float32 (0.3 arrives as 0.30000001): round them back so each
             # lands in its own bucket (le="0.3"), not the next one.
-            self.risk_scores.record(round(score, 6), {"action": action})
+            self.risk_scores.record(round(score, 6), labels)
+        if sms_risk is not None:
+            self.sms_tf_risk_scores.record(round(sms_risk, 6), labels)
+        if transaction_risk is not None:
+            self.transaction_risk_scores.record(round(transaction_risk, 6), labels)
 
     # Observable gauges read from providers registered later (the lead wires them at merge).
     def register_breaker(self, stats: BreakerStats, name: str = "upstream") -> None:

@@ -1,6 +1,7 @@
 """The `DecisionObserver` telemetry implements: every answer the use cases give becomes the
-decision metrics (`verdict_count`, `token_count`, `risk_scores`), attributes of the caller's
-span and the decision fields of its access line, whichever front door it came through.
+decision metrics (`verdict_count`, `token_count`, `risk_scores`, `sms_tf_risk_scores`,
+`transaction_risk_scores`), attributes of the caller's span and the decision fields of its
+access line, whichever front door it came through.
 
 The use cases call it in the caller's task, so the current span is the front door's server
 span and `CALL_FIELDS` is the dict the front door's access line will be written from (set per
@@ -15,7 +16,15 @@ from typing import Any
 
 from opentelemetry import trace
 
-from sidecar.core.model import AnnotationRequest, AssessmentRequest, Decision, Delivery
+from sidecar.core.model import (
+    AnnotationRequest,
+    AssessmentRequest,
+    Decision,
+    Delivery,
+    RelatedAccountsPage,
+    RelatedAccountsQuery,
+    TokenStatus,
+)
 from sidecar.core.ports import CallContext
 from sidecar.telemetry.metrics import Instruments
 
@@ -23,6 +32,10 @@ from sidecar.telemetry.metrics import Instruments
 CALL_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "recaptcha_sidecar_call_fields", default=None
 )
+
+
+# Answers whose score is upstream's fresh word on the request (counted once in risk_scores).
+_SCORED = frozenset({TokenStatus.VALID.value, TokenStatus.EXPRESS.value})
 
 
 class TelemetryObserver:
@@ -39,12 +52,17 @@ class TelemetryObserver:
         action = instruments.actions(request.expected_action)
         verdict = decision.verdict.value
         status = decision.token_status.value
-        fresh = status == "VALID" and not decision.replayed
+        fresh = status in _SCORED and not decision.replayed
+        sms_risk = decision.sms_toll_fraud_risk
+        signals = decision.signals
+        transaction_risk = signals.transaction_risk if signals is not None else None
         instruments.record_decision(
             verdict=verdict,
             token_status=status,
             action=action,
             score=decision.score if fresh else None,
+            sms_risk=sms_risk if fresh else None,
+            transaction_risk=transaction_risk if fresh else None,
         )
         fields = {
             "action": action,
@@ -55,10 +73,22 @@ class TelemetryObserver:
             "score": round(decision.score, 6),
             "decided_by": decision.decided_by,
         }
+        if sms_risk is not None:  # a number about the phone, never the phone itself
+            fields["sms_toll_fraud_risk"] = round(sms_risk, 6)
+        if transaction_risk is not None:  # likewise: never the card, e-mail or address
+            fields["transaction_risk"] = round(transaction_risk, 6)
         self._report(fields)
 
     def annotated(self, call: CallContext, request: AnnotationRequest, delivery: Delivery) -> None:
         self._report({"delivery": delivery.value})
+
+    def searched(
+        self, call: CallContext, query: RelatedAccountsQuery, page: RelatedAccountsPage
+    ) -> None:
+        # How many came back and whether more pages follow: never an account id.
+        self._report(
+            {"related_accounts": len(page.accounts), "more_pages": bool(page.next_page_token)}
+        )
 
     def _report(self, fields: dict[str, Any]) -> None:
         record = CALL_FIELDS.get()

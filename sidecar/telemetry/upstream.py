@@ -17,7 +17,13 @@ from typing import Protocol, TypeVar
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
+from sidecar.core.model import (
+    AnnotationRequest,
+    AssessmentRequest,
+    RelatedAccountsPage,
+    RelatedAccountsQuery,
+    UpstreamAssessment,
+)
 from sidecar.core.ports import ATTEMPT, UpstreamError
 from sidecar.telemetry import tracing
 from sidecar.telemetry.metrics import Instruments
@@ -54,6 +60,14 @@ class RawUpstream(Protocol):
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None: ...
 
+    async def search_related_accounts(
+        self,
+        query: RelatedAccountsQuery,
+        *,
+        timeout: float,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> RelatedAccountsPage: ...
+
     async def close(self) -> None: ...
 
 
@@ -87,6 +101,16 @@ class InstrumentedUpstream:
         await self._attempt(
             "AnnotateAssessment",
             lambda metadata: self._inner.annotate(request, timeout=timeout, metadata=metadata),
+        )
+
+    async def search_related_accounts(
+        self, query: RelatedAccountsQuery, *, timeout: float
+    ) -> RelatedAccountsPage:
+        return await self._attempt(
+            "SearchRelatedAccountGroupMemberships",
+            lambda metadata: self._inner.search_related_accounts(
+                query, timeout=timeout, metadata=metadata
+            ),
         )
 
     async def close(self) -> None:

@@ -31,6 +31,7 @@ RETRY_AFTER = "RETRY_AFTER"  # answered at once, nothing sent: inside Google's R
 
 RPC_CREATE = "create"
 RPC_ANNOTATE = "annotate"
+RPC_SEARCH = "search"  # SearchRelatedAccountGroupMemberships
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,27 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from google.cloud.recaptchaenterprise_v1.types import recaptchaenterprise as types
 
 from sidecar.core.errors import InvalidArgument
-from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment, UserIdKind
+from sidecar.core.model import (
+    AnnotationRequest,
+    AssessmentRequest,
+    RelatedAccount,
+    RelatedAccountsPage,
+    RelatedAccountsQuery,
+    Signals,
+    TransactionAddress,
+    TransactionData,
+    TransactionUser,
+    UpstreamAssessment,
+    UserIdKind,
+)
 from sidecar.core.ports import UpstreamError
-from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE, classify
+from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE, RPC_SEARCH, classify
 from sidecar.upstream.credentials import ApiKey, CallCredentials
 from sidecar.upstream.diagnosis import EndpointProbe
 
@@ -37,6 +50,11 @@ _pb_TransactionEvent = types.TransactionEvent.pb()
 _pb_TokenProperties = types.TokenProperties.pb()
 _pb_RiskAnalysis = types.RiskAnalysis.pb()
 _pb_AccountDefender = types.AccountDefenderAssessment.pb()
+_pb_SmsTollFraudVerdict = types.SmsTollFraudVerdict.pb()
+_pb_FraudPrevention = types.FraudPreventionAssessment.pb()
+_pb_SearchRequest = types.SearchRelatedAccountGroupMembershipsRequest.pb()
+_pb_SearchResponse = types.SearchRelatedAccountGroupMembershipsResponse.pb()
+_pb_Challenge = _pb_RiskAnalysis.Challenge
 
 
 def _enum_name(enum_type: object, value: int, unknown: str) -> str:
@@ -60,7 +78,19 @@ def to_upstream_assessment(message: object) -> UpstreamAssessment:
     create_time = None
     if tp.HasField("create_time"):
         create_time = tp.create_time.seconds + tp.create_time.nanos / 1e9
+    sms_risk: float | None = None
+    sms_reasons: tuple[str, ...] = ()
+    if message.HasField("phone_fraud_assessment"):  # type: ignore[attr-defined]
+        phone = message.phone_fraud_assessment  # type: ignore[attr-defined]
+        if phone.HasField("sms_toll_fraud_verdict"):
+            verdict = phone.sms_toll_fraud_verdict
+            sms_risk = verdict.risk
+            sms_reasons = tuple(
+                _enum_name(_pb_SmsTollFraudVerdict.SmsTollFraudReason, r, "SMS_TOLL_FRAUD_REASON")
+                for r in verdict.reasons
+            )
     return UpstreamAssessment(
+        signals=_signals(message),
         name=message.name,  # type: ignore[attr-defined]
         valid=tp.valid,
         invalid_reason=invalid,
@@ -77,7 +107,114 @@ def to_upstream_assessment(message: object) -> UpstreamAssessment:
             _enum_name(_pb_AccountDefender.AccountDefenderLabel, label, "LABEL")
             for label in ad.labels
         ),
+        express=message.event.express,  # type: ignore[attr-defined]
+        sms_toll_fraud_risk=sms_risk,
+        sms_toll_fraud_reasons=sms_reasons,
     )
+
+
+def to_related_accounts_page(message: Any) -> RelatedAccountsPage:
+    """Google's memberships → related accounts. A membership's name is
+    `projects/P/relatedaccountgroups/G/memberships/M`: its group is the first four parts. A
+    membership recorded by `hashed_account_id` alone (the older API) shows it as hex."""
+    accounts = []
+    for membership in message.related_account_group_memberships:
+        group = "/".join(membership.name.split("/")[:4])
+        account_id = membership.account_id or membership.hashed_account_id.hex()
+        accounts.append(RelatedAccount(account_id=account_id, group=group))
+    return RelatedAccountsPage(tuple(accounts), message.next_page_token)
+
+
+def _signals(message: Any) -> Signals | None:
+    """The outputs beside the score an app may act on; None when upstream gave none of them
+    (the common case: one check, no allocation)."""
+    ra = message.risk_analysis
+    has_fraud = message.HasField("fraud_prevention_assessment")
+    takeover = None
+    if message.HasField("account_defender_assessment"):
+        defender = message.account_defender_assessment
+        if defender.HasField("account_takeover_verdict"):
+            takeover = defender.account_takeover_verdict
+    if not (has_fraud or takeover is not None or ra.extended_verdict_reasons or ra.challenge):
+        return None
+    found: dict[str, Any] = {
+        "extended_verdict_reasons": tuple(ra.extended_verdict_reasons),
+        "challenge": _enum_name(_pb_Challenge, ra.challenge, "CHALLENGE") if ra.challenge else "",
+    }
+    if has_fraud:
+        fraud = message.fraud_prevention_assessment
+        found["transaction_risk"] = fraud.transaction_risk
+        found["transaction_risk_reasons"] = tuple(
+            _enum_name(_pb_FraudPrevention.RiskReason.Reason, r.reason, "REASON")
+            for r in fraud.risk_reasons
+        )
+        if fraud.HasField("stolen_instrument_verdict"):
+            found["stolen_instrument_risk"] = fraud.stolen_instrument_verdict.risk
+        if fraud.HasField("card_testing_verdict"):
+            found["card_testing_risk"] = fraud.card_testing_verdict.risk
+        if fraud.HasField("behavioral_trust_verdict"):
+            found["behavioral_trust"] = fraud.behavioral_trust_verdict.trust
+    if takeover is not None:
+        found["account_takeover_risk"] = takeover.risk
+        found["account_takeover_risk_reasons"] = tuple(
+            _enum_name(_pb_AccountDefender.AccountRiskReason.RiskReason, r.reason, "RISK_REASON")
+            for r in takeover.risk_reasons
+        )
+        found["account_takeover_trust_reasons"] = tuple(
+            _enum_name(_pb_AccountDefender.AccountTrustReason.TrustReason, r.reason, "TRUST_REASON")
+            for r in takeover.trust_reasons
+        )
+    return Signals(**found)
+
+
+def _address(target: Any, address: TransactionAddress) -> None:
+    target.recipient = address.recipient
+    target.address.extend(address.address)
+    target.locality = address.locality
+    target.administrative_area = address.administrative_area
+    target.region_code = address.region_code
+    target.postal_code = address.postal_code
+
+
+def _user(target: Any, user: TransactionUser) -> None:
+    target.account_id = user.account_id
+    target.creation_ms = user.creation_ms
+    target.email = user.email
+    target.email_verified = user.email_verified
+    target.phone_number = user.phone_number
+    target.phone_verified = user.phone_verified
+
+
+def _transaction(target: Any, data: TransactionData) -> None:
+    """Domain transaction data → Google's TransactionData, field for field."""
+    if data.transaction_id:
+        target.transaction_id = data.transaction_id
+    target.payment_method = data.payment_method
+    target.card_bin = data.card_bin
+    target.card_last_four = data.card_last_four
+    target.currency_code = data.currency_code
+    target.value = data.value
+    target.shipping_value = data.shipping_value
+    if data.shipping_address is not None:
+        _address(target.shipping_address, data.shipping_address)
+    if data.billing_address is not None:
+        _address(target.billing_address, data.billing_address)
+    if data.user is not None:
+        _user(target.user, data.user)
+    for merchant in data.merchants:
+        _user(target.merchants.add(), merchant)
+    for item in data.items:
+        line = target.items.add()
+        line.name = item.name
+        line.value = item.value
+        line.quantity = item.quantity
+        line.merchant_account_id = item.merchant_account_id
+    if data.gateway_info is not None:
+        gateway = target.gateway_info
+        gateway.name = data.gateway_info.name
+        gateway.gateway_response_code = data.gateway_info.gateway_response_code
+        gateway.avs_response_code = data.gateway_info.avs_response_code
+        gateway.cvv_response_code = data.gateway_info.cvv_response_code
 
 
 def build_event(request: AssessmentRequest, site_key: str) -> object:
@@ -92,6 +229,7 @@ def build_event(request: AssessmentRequest, site_key: str) -> object:
         ja3=request.ja3,
         ja4=request.ja4,
         headers=request.headers,
+        express=request.express,
     )
     if request.account_id or request.user_ids:
         info = event.user_info
@@ -104,6 +242,8 @@ def build_event(request: AssessmentRequest, site_key: str) -> object:
                 entry.phone_number = user_id.value
             else:
                 entry.username = user_id.value
+    if request.transaction_data is not None:
+        _transaction(event.transaction_data, request.transaction_data)
     return event
 
 
@@ -122,6 +262,12 @@ def build_annotate_request(request: AnnotationRequest) -> object:
         te.value = event.value
         if event.event_time is not None:
             te.event_time.FromNanoseconds(int(event.event_time * 1e9))
+    phone = request.phone_authentication_event
+    if phone is not None:
+        pe = message.phone_authentication_event
+        pe.phone_number = phone.phone_number
+        if phone.event_time is not None:
+            pe.event_time.FromNanoseconds(int(phone.event_time * 1e9))
     return message
 
 
@@ -172,6 +318,17 @@ class GoogleUpstream:
             request_serializer=_pb_AnnotateRequest.SerializeToString,
             response_deserializer=_pb_AnnotateResponse.FromString,
         )
+        self._search = self._channel.unary_unary(
+            _SERVICE + "SearchRelatedAccountGroupMemberships",
+            request_serializer=_pb_SearchRequest.SerializeToString,
+            response_deserializer=_pb_SearchResponse.FromString,
+        )
+        # The search is routed by `project`, not `parent`.
+        by_project = (
+            "x-goog-request-params",
+            "project=" + urllib.parse.quote(self._parent, safe=""),
+        )
+        self._search_metadata = (by_project, *self._annotate_base_metadata)
 
     async def create_assessment(
         self,
@@ -245,6 +402,30 @@ class GoogleUpstream:
             if found is not None:
                 return UpstreamError(found)
         return error
+
+    async def search_related_accounts(
+        self,
+        query: RelatedAccountsQuery,
+        *,
+        timeout: float,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> RelatedAccountsPage:
+        """One SearchRelatedAccountGroupMemberships attempt, bounded by `timeout` seconds."""
+        message = _pb_SearchRequest(
+            project=self._parent,
+            account_id=query.account_id,
+            page_size=query.page_size,
+            page_token=query.page_token,
+        )
+        deadline = time.monotonic() + timeout
+        auth, timeout = await self._authenticate(timeout)
+        try:
+            answer = await self._search(
+                message, timeout=timeout, metadata=(*self._search_metadata, *auth, *metadata)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise await self._failure(classify(error, RPC_SEARCH), deadline) from None
+        return to_related_accounts_page(answer)
 
     async def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sidecar.core.backoff import Backoff
-from sidecar.core.model import AnnotationRequest, AssessmentRequest, UpstreamAssessment
+from sidecar.core.model import (
+    AnnotationRequest,
+    AssessmentRequest,
+    RelatedAccountsPage,
+    RelatedAccountsQuery,
+    UpstreamAssessment,
+)
 from sidecar.core.ports import ATTEMPT, Clock, FailureKind, Upstream, UpstreamError
 from sidecar.upstream.breaker import BreakerSettings, BreakerState, CircuitBreaker, Outcome
 from sidecar.upstream.budget import BudgetSettings, RetryBudget
@@ -42,6 +48,7 @@ from sidecar.upstream.classify import (
     NO_TIME_LEFT,
     RPC_ANNOTATE,
     RPC_CREATE,
+    RPC_SEARCH,
     is_retryable,
     local_failure,
     may_repeat_create,
@@ -142,7 +149,8 @@ class ResilientUpstream:
         # Separate guards: a flood of failing annotations must not open Assess's breaker
         # nor spend its retries.
         self._guards = {
-            rpc: _Guard(rpc, budget, breaker, clock) for rpc in (RPC_CREATE, RPC_ANNOTATE)
+            rpc: _Guard(rpc, budget, breaker, clock)
+            for rpc in (RPC_CREATE, RPC_ANNOTATE, RPC_SEARCH)
         }
 
     # ---- Upstream protocol ----
@@ -170,6 +178,18 @@ class ResilientUpstream:
             return self._inner.annotate(request, timeout=remaining)
 
         await self._call(self._guards[RPC_ANNOTATE], attempt, timeout, create=False)
+
+    async def search_related_accounts(
+        self, query: RelatedAccountsQuery, *, timeout: float
+    ) -> RelatedAccountsPage:
+        """SearchRelatedAccountGroupMemberships within `timeout` seconds: a read, so any
+        retryable failure is retried."""
+
+        def attempt(remaining: float) -> Awaitable[RelatedAccountsPage]:
+            return self._inner.search_related_accounts(query, timeout=remaining)
+
+        page, _ = await self._call(self._guards[RPC_SEARCH], attempt, timeout, create=False)
+        return page
 
     async def close(self) -> None:
         await self._inner.close()

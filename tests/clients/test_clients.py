@@ -4,8 +4,10 @@ One sidecar (embedded emulator, no credentials) serves this module on a loopback
 Unix socket. Each language's own end-to-end test (clients/<lang>) then runs as a subprocess
 with RECAPTCHA_SIDECAR_TARGET and RECAPTCHA_SIDECAR_UDS set: it assesses a fresh token,
 repeats it, annotates the assessment and reads grpc.health.v1, over both addresses, and
-exercises one of the newer fields (Go: `client_type`). The sidecar has a web and an express
-key (`SITE_KEYS`), so a request without a client type uses the web key.
+exercises one of the newer fields (Go: `client_type`; Java: `express`; Python:
+`sms_toll_fraud_risk`; Node: `SearchRelatedAccounts`). The sidecar has a web and an express
+key (`SITE_KEYS`), so a request without a client type uses the web key, and encrypts account
+ids (deterministic-encryption), so related accounts come back decrypted.
 
 The toolchains' dependencies must be in place first (`bash scripts/ci-clients.sh deps`). A
 language whose toolchain (go, mvn, npm) is missing is skipped, except under CI, where it fails.
@@ -13,6 +15,7 @@ language whose toolchain (go, mvn, npm) is missing is skipped, except under CI, 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -104,7 +107,12 @@ def sidecar() -> Iterator[Sidecar]:
         proc = subprocess.Popen(
             [str(SIDECAR), "serve", "--emulator", "--listen", tcp, "--listen", uds],
             cwd=workdir,
-            env={**os.environ, "RECAPTCHA_SIDECAR_SITE_KEYS": SITE_KEYS},
+            env={
+                **os.environ,
+                "RECAPTCHA_SIDECAR_SITE_KEYS": SITE_KEYS,
+                "RECAPTCHA_SIDECAR_ACCOUNT_ID_PROTECTION": "deterministic-encryption",
+                "RECAPTCHA_SIDECAR_ACCOUNT_ID_KEY": base64.b64encode(os.urandom(64)).decode(),
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -14,39 +14,25 @@ from typing import Any
 import pytest
 from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 
-from sidecar.emulator import Emulator, EmulatorControl, launch_emulator, mint_token
+from sidecar.emulator import Emulator, mint_token
 from tests.conftest import SidecarFactory, SidecarHandle
 from tests.integration.test_prometheus_metrics import by, scrape
-
-KEYS = {"web": "web-key", "android": "android-key", "ios": "ios-key", "express": "express-key"}
-SPECS = (
-    "web-key=web:localhost",
-    "android-key=android:com.example.shop",
-    "ios-key=ios:com.example.Shop",
-    "express-key=express",
-)
+from tests.support.keyed import KEYS, emulator_stats, keyed_emulator, keyed_sidecar
 
 
 @pytest.fixture
 async def keyed() -> AsyncIterator[Emulator]:
-    """The emulator checking the project's keys (plaintext, no credentials)."""
-    emulator = await launch_emulator(["127.0.0.1:0"], site_keys=SPECS)
-    yield emulator
-    await emulator.stop(0)
+    """The emulator with the project's typed keys."""
+    async with keyed_emulator() as emulator:
+        yield emulator
 
 
 async def sidecar(make_sidecar: SidecarFactory, keyed: Emulator, **settings: Any) -> SidecarHandle:
-    settings.setdefault("site_keys", KEYS)
-    settings.setdefault("site_key", "")
-    return await make_sidecar(upstream_endpoint=keyed.address, **settings)
+    return await keyed_sidecar(make_sidecar, keyed, **settings)
 
 
 async def create_calls(keyed: Emulator) -> int:
-    channel = keyed.channel()
-    try:
-        return int((await EmulatorControl(channel).stats())["create_calls"])
-    finally:
-        await channel.close()
+    return int((await emulator_stats(keyed))["create_calls"])
 
 
 async def assess(handle: SidecarHandle, **fields: Any) -> pb.AssessResponse:

@@ -78,8 +78,9 @@ async def traffic(address: str, emulator: EmulatorHandle) -> tuple[list[str], in
             )
             return await stub.Assess(request, timeout=5)
 
-        passed = await assess(mint_token(score=0.9, action="login"))
+        passed = await assess(mint_token(score=0.9, action="login", sms_toll_fraud_risk=0.3))
         assert passed.verdict == pb.VERDICT_PASSED
+        assert passed.HasField("sms_toll_fraud_risk")  # SMS defense assessed the phone
         await assess(mint_token(score=0.2, action="login"), ip=IPV6)
         await assess(mint_token(score=0.2, action="signup"), action="signup")
         await assess(mint_token(action="promo"), action="promo")
@@ -122,6 +123,11 @@ async def traffic(address: str, emulator: EmulatorHandle) -> tuple[list[str], in
                 annotation=pb.ANNOTATION_FRAUDULENT,
                 account_id=ACCOUNT,
                 transaction_event=pb.TransactionEvent(reason=f"chargeback {EMAIL}"),
+            ),
+            pb.AnnotateRequest(
+                assessment_name=passed.assessment_name,
+                reasons=[pb.ANNOTATION_REASON_INITIATED_TWO_FACTOR],
+                phone_authentication_event=pb.PhoneAuthenticationEvent(phone_number=PHONE),
             ),
             pb.AnnotateRequest(
                 assessment_name=passed.assessment_name.rsplit("/", 1)[0] + "/unknown0000",

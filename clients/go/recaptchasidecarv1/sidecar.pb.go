@@ -159,7 +159,7 @@ func (Verdict) EnumDescriptor() ([]byte, []int) {
 type TokenStatus int32
 
 const (
-	// Never returned.
+	// No token: the answer to an express assessment (AssessRequest.express).
 	TokenStatus_TOKEN_STATUS_UNSPECIFIED TokenStatus = 0
 	// Upstream says the token is valid.
 	TokenStatus_TOKEN_STATUS_VALID TokenStatus = 1
@@ -608,6 +608,193 @@ func (AnnotationDelivery) EnumDescriptor() ([]byte, []int) {
 	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{7}
 }
 
+// SearchRelatedAccountsRequest names the account whose related accounts are wanted.
+type SearchRelatedAccountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The account id, as the app gives it to Assess (at most 8,192 bytes). Protected
+	// like AssessRequest.account_id before it leaves the pod; never logged or exported in clear.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Optional. The most memberships in one page, 1 to 1,000 (more is taken as 1,000); 0 means
+	// upstream's default (50).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Optional. The `next_page_token` of the previous page, to get the next one.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchRelatedAccountsRequest) Reset() {
+	*x = SearchRelatedAccountsRequest{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchRelatedAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchRelatedAccountsRequest) ProtoMessage() {}
+
+func (x *SearchRelatedAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchRelatedAccountsRequest.ProtoReflect.Descriptor instead.
+func (*SearchRelatedAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SearchRelatedAccountsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SearchRelatedAccountsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SearchRelatedAccountsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// SearchRelatedAccountsResponse is one page of related accounts.
+type SearchRelatedAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The memberships of the related-account groups the account belongs to.
+	RelatedAccounts []*RelatedAccount `protobuf:"bytes,1,rep,name=related_accounts,json=relatedAccounts,proto3" json:"related_accounts,omitempty"`
+	// Output only. Pass as `page_token` for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchRelatedAccountsResponse) Reset() {
+	*x = SearchRelatedAccountsResponse{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchRelatedAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchRelatedAccountsResponse) ProtoMessage() {}
+
+func (x *SearchRelatedAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchRelatedAccountsResponse.ProtoReflect.Descriptor instead.
+func (*SearchRelatedAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SearchRelatedAccountsResponse) GetRelatedAccounts() []*RelatedAccount {
+	if x != nil {
+		return x.RelatedAccounts
+	}
+	return nil
+}
+
+func (x *SearchRelatedAccountsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RelatedAccount is one account in a related-account group.
+type RelatedAccount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The account's id: the app's own id when the sidecar could decrypt it
+	// (`decrypted`), else what Google holds (the plain id, or an HMAC-SHA256 hash to map back).
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Output only. The group: "projects/PROJECT_NUMBER/relatedaccountgroups/GROUP".
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Output only. True when `account_id` was decrypted by the sidecar (deterministic-encryption);
+	// false when it is what Google holds.
+	Decrypted     bool `protobuf:"varint,3,opt,name=decrypted,proto3" json:"decrypted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelatedAccount) Reset() {
+	*x = RelatedAccount{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelatedAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelatedAccount) ProtoMessage() {}
+
+func (x *RelatedAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelatedAccount.ProtoReflect.Descriptor instead.
+func (*RelatedAccount) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RelatedAccount) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RelatedAccount) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RelatedAccount) GetDecrypted() bool {
+	if x != nil {
+		return x.Decrypted
+	}
+	return false
+}
+
 // AssessRequest carries one token and what the app knows about the request that brought it.
 type AssessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -650,14 +837,28 @@ type AssessRequest struct {
 	// keys for two or more client types answers VERDICT_CLIENT_TYPE_MISSING (e.g. an app version
 	// that predates reCAPTCHA); with one, that key; else the default `site_key`. Both verdicts are
 	// answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
-	ClientType    ClientType `protobuf:"varint,13,opt,name=client_type,json=clientType,proto3,enum=recaptcha.sidecar.v1.ClientType" json:"client_type,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClientType ClientType `protobuf:"varint,13,opt,name=client_type,json=clientType,proto3,enum=recaptcha.sidecar.v1.ClientType" json:"client_type,omitempty"`
+	// Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+	// server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+	// the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+	// VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+	// one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+	// skipped and the action's threshold decides from the score; `token_status` stays
+	// TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+	Express bool `protobuf:"varint,14,opt,name=express,proto3" json:"express,omitempty"`
+	// Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+	// TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+	// card-testing and behavioral-trust verdicts. Its account ids are protected like
+	// `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+	// or telemetry.
+	TransactionData *TransactionData `protobuf:"bytes,15,opt,name=transaction_data,json=transactionData,proto3" json:"transaction_data,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AssessRequest) Reset() {
 	*x = AssessRequest{}
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[0]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +870,7 @@ func (x *AssessRequest) String() string {
 func (*AssessRequest) ProtoMessage() {}
 
 func (x *AssessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[0]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +883,7 @@ func (x *AssessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssessRequest.ProtoReflect.Descriptor instead.
 func (*AssessRequest) Descriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{0}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AssessRequest) GetToken() string {
@@ -776,6 +977,176 @@ func (x *AssessRequest) GetClientType() ClientType {
 	return ClientType_CLIENT_TYPE_UNSPECIFIED
 }
 
+func (x *AssessRequest) GetExpress() bool {
+	if x != nil {
+		return x.Express
+	}
+	return false
+}
+
+func (x *AssessRequest) GetTransactionData() *TransactionData {
+	if x != nil {
+		return x.TransactionData
+	}
+	return nil
+}
+
+// TransactionData describes a payment, as reCAPTCHA's TransactionData does. Every string is at
+// most 8,192 bytes; amounts are finite and not negative.
+type TransactionData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. Your id of the transaction.
+	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// Optional. How it is paid: "credit-card", "debit-card", "gift-card", "processor-{name}" (e.g.
+	// "processor-paypal") or "custom-{name}".
+	PaymentMethod string `protobuf:"bytes,2,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	// Optional. The card's Bank Identification Number: its first 6 to 8 digits.
+	CardBin string `protobuf:"bytes,3,opt,name=card_bin,json=cardBin,proto3" json:"card_bin,omitempty"`
+	// Optional. The card's last four digits.
+	CardLastFour string `protobuf:"bytes,4,opt,name=card_last_four,json=cardLastFour,proto3" json:"card_last_four,omitempty"`
+	// Optional. The ISO 4217 code of the currency of every amount (e.g. "USD").
+	CurrencyCode string `protobuf:"bytes,5,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// Optional. The amount paid, shipping included.
+	Value float64 `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
+	// Optional. The shipping cost, included in `value`.
+	ShippingValue float64 `protobuf:"fixed64,7,opt,name=shipping_value,json=shippingValue,proto3" json:"shipping_value,omitempty"`
+	// Optional. Where the goods are sent.
+	ShippingAddress *TransactionData_Address `protobuf:"bytes,8,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
+	// Optional. The address of the payment method.
+	BillingAddress *TransactionData_Address `protobuf:"bytes,9,opt,name=billing_address,json=billingAddress,proto3" json:"billing_address,omitempty"`
+	// Optional. Who pays.
+	User *TransactionData_User `protobuf:"bytes,10,opt,name=user,proto3" json:"user,omitempty"`
+	// Optional. Who sells (marketplaces), at most 100.
+	Merchants []*TransactionData_User `protobuf:"bytes,11,rep,name=merchants,proto3" json:"merchants,omitempty"`
+	// Optional. What is bought, at most 100 lines.
+	Items []*TransactionData_Item `protobuf:"bytes,12,rep,name=items,proto3" json:"items,omitempty"`
+	// Optional. The payment gateway's answer.
+	GatewayInfo   *TransactionData_GatewayInfo `protobuf:"bytes,13,opt,name=gateway_info,json=gatewayInfo,proto3" json:"gateway_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransactionData) Reset() {
+	*x = TransactionData{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionData) ProtoMessage() {}
+
+func (x *TransactionData) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionData.ProtoReflect.Descriptor instead.
+func (*TransactionData) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TransactionData) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *TransactionData) GetPaymentMethod() string {
+	if x != nil {
+		return x.PaymentMethod
+	}
+	return ""
+}
+
+func (x *TransactionData) GetCardBin() string {
+	if x != nil {
+		return x.CardBin
+	}
+	return ""
+}
+
+func (x *TransactionData) GetCardLastFour() string {
+	if x != nil {
+		return x.CardLastFour
+	}
+	return ""
+}
+
+func (x *TransactionData) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *TransactionData) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *TransactionData) GetShippingValue() float64 {
+	if x != nil {
+		return x.ShippingValue
+	}
+	return 0
+}
+
+func (x *TransactionData) GetShippingAddress() *TransactionData_Address {
+	if x != nil {
+		return x.ShippingAddress
+	}
+	return nil
+}
+
+func (x *TransactionData) GetBillingAddress() *TransactionData_Address {
+	if x != nil {
+		return x.BillingAddress
+	}
+	return nil
+}
+
+func (x *TransactionData) GetUser() *TransactionData_User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *TransactionData) GetMerchants() []*TransactionData_User {
+	if x != nil {
+		return x.Merchants
+	}
+	return nil
+}
+
+func (x *TransactionData) GetItems() []*TransactionData_Item {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *TransactionData) GetGatewayInfo() *TransactionData_GatewayInfo {
+	if x != nil {
+		return x.GatewayInfo
+	}
+	return nil
+}
+
 // UserId is one identifier of an end user's account.
 type UserId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -793,7 +1164,7 @@ type UserId struct {
 
 func (x *UserId) Reset() {
 	*x = UserId{}
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[1]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1176,7 @@ func (x *UserId) String() string {
 func (*UserId) ProtoMessage() {}
 
 func (x *UserId) ProtoReflect() protoreflect.Message {
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[1]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1189,7 @@ func (x *UserId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserId.ProtoReflect.Descriptor instead.
 func (*UserId) Descriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{1}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UserId) GetId() isUserId_Id {
@@ -929,13 +1300,50 @@ type AssessResponse struct {
 	DecidedBy string `protobuf:"bytes,17,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
 	// Output only. The version of the policy that made the decision.
 	PolicyVersion string `protobuf:"bytes,18,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+	// number in `user_ids` is toll fraud (reCAPTCHA's
+	// `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+	// number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+	// action's `max_sms_toll_fraud_risk`.
+	SmsTollFraudRisk *float32 `protobuf:"fixed32,19,opt,name=sms_toll_fraud_risk,json=smsTollFraudRisk,proto3,oneof" json:"sms_toll_fraud_risk,omitempty"`
+	// Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+	SmsTollFraudReasons []string `protobuf:"bytes,20,rep,name=sms_toll_fraud_reasons,json=smsTollFraudReasons,proto3" json:"sms_toll_fraud_reasons,omitempty"`
+	// Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+	// `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+	// when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+	// with the action's `max_transaction_risk`.
+	TransactionRisk *float32 `protobuf:"fixed32,21,opt,name=transaction_risk,json=transactionRisk,proto3,oneof" json:"transaction_risk,omitempty"`
+	// Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+	TransactionRiskReasons []string `protobuf:"bytes,22,rep,name=transaction_risk_reasons,json=transactionRiskReasons,proto3" json:"transaction_risk_reasons,omitempty"`
+	// Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+	// Absent when not given.
+	StolenInstrumentRisk *float32 `protobuf:"fixed32,23,opt,name=stolen_instrument_risk,json=stolenInstrumentRisk,proto3,oneof" json:"stolen_instrument_risk,omitempty"`
+	// Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+	// (carding). Absent when not given.
+	CardTestingRisk *float32 `protobuf:"fixed32,24,opt,name=card_testing_risk,json=cardTestingRisk,proto3,oneof" json:"card_testing_risk,omitempty"`
+	// Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+	// is more trusted. Absent when not given.
+	BehavioralTrust *float32 `protobuf:"fixed32,25,opt,name=behavioral_trust,json=behavioralTrust,proto3,oneof" json:"behavioral_trust,omitempty"`
+	// Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+	// account is being taken over. Absent when not given.
+	AccountTakeoverRisk *float32 `protobuf:"fixed32,26,opt,name=account_takeover_risk,json=accountTakeoverRisk,proto3,oneof" json:"account_takeover_risk,omitempty"`
+	// Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+	AccountTakeoverRiskReasons []string `protobuf:"bytes,27,rep,name=account_takeover_risk_reasons,json=accountTakeoverRiskReasons,proto3" json:"account_takeover_risk_reasons,omitempty"`
+	// Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+	AccountTakeoverTrustReasons []string `protobuf:"bytes,28,rep,name=account_takeover_trust_reasons,json=accountTakeoverTrustReasons,proto3" json:"account_takeover_trust_reasons,omitempty"`
+	// Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+	// free-form names Google adds beside `reasons`.
+	ExtendedVerdictReasons []string `protobuf:"bytes,29,rep,name=extended_verdict_reasons,json=extendedVerdictReasons,proto3" json:"extended_verdict_reasons,omitempty"`
+	// Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+	// "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+	Challenge     string `protobuf:"bytes,30,opt,name=challenge,proto3" json:"challenge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AssessResponse) Reset() {
 	*x = AssessResponse{}
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[2]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1355,7 @@ func (x *AssessResponse) String() string {
 func (*AssessResponse) ProtoMessage() {}
 
 func (x *AssessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[2]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1368,7 @@ func (x *AssessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssessResponse.ProtoReflect.Descriptor instead.
 func (*AssessResponse) Descriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{2}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AssessResponse) GetAllowed() bool {
@@ -1089,6 +1497,90 @@ func (x *AssessResponse) GetPolicyVersion() string {
 	return ""
 }
 
+func (x *AssessResponse) GetSmsTollFraudRisk() float32 {
+	if x != nil && x.SmsTollFraudRisk != nil {
+		return *x.SmsTollFraudRisk
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetSmsTollFraudReasons() []string {
+	if x != nil {
+		return x.SmsTollFraudReasons
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetTransactionRisk() float32 {
+	if x != nil && x.TransactionRisk != nil {
+		return *x.TransactionRisk
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetTransactionRiskReasons() []string {
+	if x != nil {
+		return x.TransactionRiskReasons
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetStolenInstrumentRisk() float32 {
+	if x != nil && x.StolenInstrumentRisk != nil {
+		return *x.StolenInstrumentRisk
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetCardTestingRisk() float32 {
+	if x != nil && x.CardTestingRisk != nil {
+		return *x.CardTestingRisk
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetBehavioralTrust() float32 {
+	if x != nil && x.BehavioralTrust != nil {
+		return *x.BehavioralTrust
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetAccountTakeoverRisk() float32 {
+	if x != nil && x.AccountTakeoverRisk != nil {
+		return *x.AccountTakeoverRisk
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetAccountTakeoverRiskReasons() []string {
+	if x != nil {
+		return x.AccountTakeoverRiskReasons
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetAccountTakeoverTrustReasons() []string {
+	if x != nil {
+		return x.AccountTakeoverTrustReasons
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetExtendedVerdictReasons() []string {
+	if x != nil {
+		return x.ExtendedVerdictReasons
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
 // AnnotateRequest reports the outcome of an earlier assessment.
 type AnnotateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1105,13 +1597,16 @@ type AnnotateRequest struct {
 	// Optional. Wait until upstream has accepted the annotation instead of acknowledging once it is
 	// stored. Errors of the upstream call are then returned as gRPC statuses.
 	WaitForUpstream bool `protobuf:"varint,6,opt,name=wait_for_upstream,json=waitForUpstream,proto3" json:"wait_for_upstream,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Optional. A phone authentication that followed the assessment (an SMS or call sent to
+	// verify a phone number), the feedback SMS defense asks for.
+	PhoneAuthenticationEvent *PhoneAuthenticationEvent `protobuf:"bytes,7,opt,name=phone_authentication_event,json=phoneAuthenticationEvent,proto3" json:"phone_authentication_event,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *AnnotateRequest) Reset() {
 	*x = AnnotateRequest{}
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[3]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1618,7 @@ func (x *AnnotateRequest) String() string {
 func (*AnnotateRequest) ProtoMessage() {}
 
 func (x *AnnotateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[3]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1631,7 @@ func (x *AnnotateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnotateRequest.ProtoReflect.Descriptor instead.
 func (*AnnotateRequest) Descriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{3}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AnnotateRequest) GetAssessmentName() string {
@@ -1181,6 +1676,69 @@ func (x *AnnotateRequest) GetWaitForUpstream() bool {
 	return false
 }
 
+func (x *AnnotateRequest) GetPhoneAuthenticationEvent() *PhoneAuthenticationEvent {
+	if x != nil {
+		return x.PhoneAuthenticationEvent
+	}
+	return nil
+}
+
+// PhoneAuthenticationEvent reports an SMS or call sent to verify a phone number.
+type PhoneAuthenticationEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The phone number the challenge went to, in E.164 form (e.g. "+15555550100"). Sent
+	// upstream as given; never logged or exported in clear.
+	PhoneNumber string `protobuf:"bytes,1,opt,name=phone_number,json=phoneNumber,proto3" json:"phone_number,omitempty"`
+	// Optional. When the challenge was sent (between 1970 and 9999).
+	EventTime     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PhoneAuthenticationEvent) Reset() {
+	*x = PhoneAuthenticationEvent{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PhoneAuthenticationEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PhoneAuthenticationEvent) ProtoMessage() {}
+
+func (x *PhoneAuthenticationEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PhoneAuthenticationEvent.ProtoReflect.Descriptor instead.
+func (*PhoneAuthenticationEvent) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PhoneAuthenticationEvent) GetPhoneNumber() string {
+	if x != nil {
+		return x.PhoneNumber
+	}
+	return ""
+}
+
+func (x *PhoneAuthenticationEvent) GetEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
 // TransactionEvent describes a payment event that followed an assessment.
 type TransactionEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1198,7 +1756,7 @@ type TransactionEvent struct {
 
 func (x *TransactionEvent) Reset() {
 	*x = TransactionEvent{}
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[4]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1768,7 @@ func (x *TransactionEvent) String() string {
 func (*TransactionEvent) ProtoMessage() {}
 
 func (x *TransactionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[4]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1781,7 @@ func (x *TransactionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransactionEvent.ProtoReflect.Descriptor instead.
 func (*TransactionEvent) Descriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TransactionEvent) GetEventType() TransactionEventType {
@@ -1265,7 +1823,7 @@ type AnnotateResponse struct {
 
 func (x *AnnotateResponse) Reset() {
 	*x = AnnotateResponse{}
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[5]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1835,7 @@ func (x *AnnotateResponse) String() string {
 func (*AnnotateResponse) ProtoMessage() {}
 
 func (x *AnnotateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[5]
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1848,7 @@ func (x *AnnotateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnotateResponse.ProtoReflect.Descriptor instead.
 func (*AnnotateResponse) Descriptor() ([]byte, []int) {
-	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{5}
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AnnotateResponse) GetDelivery() AnnotationDelivery {
@@ -1300,11 +1858,355 @@ func (x *AnnotateResponse) GetDelivery() AnnotationDelivery {
 	return AnnotationDelivery_ANNOTATION_DELIVERY_UNSPECIFIED
 }
 
+// A postal address.
+type TransactionData_Address struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. The recipient's name.
+	Recipient string `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// Optional. The street address lines, at most 10.
+	Address []string `protobuf:"bytes,2,rep,name=address,proto3" json:"address,omitempty"`
+	// Optional. The town or city.
+	Locality string `protobuf:"bytes,3,opt,name=locality,proto3" json:"locality,omitempty"`
+	// Optional. The state, province or other top-level area.
+	AdministrativeArea string `protobuf:"bytes,4,opt,name=administrative_area,json=administrativeArea,proto3" json:"administrative_area,omitempty"`
+	// Optional. The CLDR region code (e.g. "US").
+	RegionCode string `protobuf:"bytes,5,opt,name=region_code,json=regionCode,proto3" json:"region_code,omitempty"`
+	// Optional. The postal code.
+	PostalCode    string `protobuf:"bytes,6,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransactionData_Address) Reset() {
+	*x = TransactionData_Address{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionData_Address) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionData_Address) ProtoMessage() {}
+
+func (x *TransactionData_Address) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionData_Address.ProtoReflect.Descriptor instead.
+func (*TransactionData_Address) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4, 0}
+}
+
+func (x *TransactionData_Address) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *TransactionData_Address) GetAddress() []string {
+	if x != nil {
+		return x.Address
+	}
+	return nil
+}
+
+func (x *TransactionData_Address) GetLocality() string {
+	if x != nil {
+		return x.Locality
+	}
+	return ""
+}
+
+func (x *TransactionData_Address) GetAdministrativeArea() string {
+	if x != nil {
+		return x.AdministrativeArea
+	}
+	return ""
+}
+
+func (x *TransactionData_Address) GetRegionCode() string {
+	if x != nil {
+		return x.RegionCode
+	}
+	return ""
+}
+
+func (x *TransactionData_Address) GetPostalCode() string {
+	if x != nil {
+		return x.PostalCode
+	}
+	return ""
+}
+
+// A user taking part: the payer, or a merchant on a marketplace.
+type TransactionData_User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. The user's stable account id; protected like AssessRequest.account_id (use the
+	// same id as there, so account defender links the two).
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Optional. When the account was created, in milliseconds since the epoch (not negative).
+	CreationMs int64 `protobuf:"varint,2,opt,name=creation_ms,json=creationMs,proto3" json:"creation_ms,omitempty"`
+	// Optional. The user's e-mail address. Never logged or exported in clear.
+	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	// Optional. Whether the e-mail address was verified.
+	EmailVerified bool `protobuf:"varint,4,opt,name=email_verified,json=emailVerified,proto3" json:"email_verified,omitempty"`
+	// Optional. The user's phone number. Never logged or exported in clear.
+	PhoneNumber string `protobuf:"bytes,5,opt,name=phone_number,json=phoneNumber,proto3" json:"phone_number,omitempty"`
+	// Optional. Whether the phone number was verified.
+	PhoneVerified bool `protobuf:"varint,6,opt,name=phone_verified,json=phoneVerified,proto3" json:"phone_verified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransactionData_User) Reset() {
+	*x = TransactionData_User{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionData_User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionData_User) ProtoMessage() {}
+
+func (x *TransactionData_User) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionData_User.ProtoReflect.Descriptor instead.
+func (*TransactionData_User) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4, 1}
+}
+
+func (x *TransactionData_User) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *TransactionData_User) GetCreationMs() int64 {
+	if x != nil {
+		return x.CreationMs
+	}
+	return 0
+}
+
+func (x *TransactionData_User) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *TransactionData_User) GetEmailVerified() bool {
+	if x != nil {
+		return x.EmailVerified
+	}
+	return false
+}
+
+func (x *TransactionData_User) GetPhoneNumber() string {
+	if x != nil {
+		return x.PhoneNumber
+	}
+	return ""
+}
+
+func (x *TransactionData_User) GetPhoneVerified() bool {
+	if x != nil {
+		return x.PhoneVerified
+	}
+	return false
+}
+
+// One line of the purchase.
+type TransactionData_Item struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. What is bought.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Optional. Its unit price, in the transaction's currency (finite, not negative).
+	Value float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Optional. How many (not negative).
+	Quantity int64 `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	// Optional. The account id of the merchant selling it (one of `merchants`); protected like
+	// AssessRequest.account_id.
+	MerchantAccountId string `protobuf:"bytes,4,opt,name=merchant_account_id,json=merchantAccountId,proto3" json:"merchant_account_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TransactionData_Item) Reset() {
+	*x = TransactionData_Item{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionData_Item) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionData_Item) ProtoMessage() {}
+
+func (x *TransactionData_Item) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionData_Item.ProtoReflect.Descriptor instead.
+func (*TransactionData_Item) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4, 2}
+}
+
+func (x *TransactionData_Item) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TransactionData_Item) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *TransactionData_Item) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+func (x *TransactionData_Item) GetMerchantAccountId() string {
+	if x != nil {
+		return x.MerchantAccountId
+	}
+	return ""
+}
+
+// What the payment gateway answered.
+type TransactionData_GatewayInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. The gateway's name (e.g. "stripe").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Optional. The gateway's response code.
+	GatewayResponseCode string `protobuf:"bytes,2,opt,name=gateway_response_code,json=gatewayResponseCode,proto3" json:"gateway_response_code,omitempty"`
+	// Optional. The address verification (AVS) response code.
+	AvsResponseCode string `protobuf:"bytes,3,opt,name=avs_response_code,json=avsResponseCode,proto3" json:"avs_response_code,omitempty"`
+	// Optional. The card verification value (CVV) response code.
+	CvvResponseCode string `protobuf:"bytes,4,opt,name=cvv_response_code,json=cvvResponseCode,proto3" json:"cvv_response_code,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TransactionData_GatewayInfo) Reset() {
+	*x = TransactionData_GatewayInfo{}
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionData_GatewayInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionData_GatewayInfo) ProtoMessage() {}
+
+func (x *TransactionData_GatewayInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionData_GatewayInfo.ProtoReflect.Descriptor instead.
+func (*TransactionData_GatewayInfo) Descriptor() ([]byte, []int) {
+	return file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{4, 3}
+}
+
+func (x *TransactionData_GatewayInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TransactionData_GatewayInfo) GetGatewayResponseCode() string {
+	if x != nil {
+		return x.GatewayResponseCode
+	}
+	return ""
+}
+
+func (x *TransactionData_GatewayInfo) GetAvsResponseCode() string {
+	if x != nil {
+		return x.AvsResponseCode
+	}
+	return ""
+}
+
+func (x *TransactionData_GatewayInfo) GetCvvResponseCode() string {
+	if x != nil {
+		return x.CvvResponseCode
+	}
+	return ""
+}
+
 var File_recaptcha_sidecar_v1_sidecar_proto protoreflect.FileDescriptor
 
 const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\n" +
-	"\"recaptcha/sidecar/v1/sidecar.proto\x12\x14recaptcha.sidecar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n" +
+	"\"recaptcha/sidecar/v1/sidecar.proto\x12\x14recaptcha.sidecar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n" +
+	"\x1cSearchRelatedAccountsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x98\x01\n" +
+	"\x1dSearchRelatedAccountsResponse\x12O\n" +
+	"\x10related_accounts\x18\x01 \x03(\v2$.recaptcha.sidecar.v1.RelatedAccountR\x0frelatedAccounts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n" +
+	"\x0eRelatedAccount\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
+	"\tdecrypted\x18\x03 \x01(\bR\tdecrypted\"\xc3\x04\n" +
 	"\rAssessRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12'\n" +
 	"\x0fexpected_action\x18\x02 \x01(\tR\x0eexpectedAction\x12\x19\n" +
@@ -1322,12 +2224,57 @@ const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12\x18\n" +
 	"\aheaders\x18\f \x03(\tR\aheaders\x12A\n" +
 	"\vclient_type\x18\r \x01(\x0e2 .recaptcha.sidecar.v1.ClientTypeR\n" +
-	"clientType\"i\n" +
+	"clientType\x12\x18\n" +
+	"\aexpress\x18\x0e \x01(\bR\aexpress\x12P\n" +
+	"\x10transaction_data\x18\x0f \x01(\v2%.recaptcha.sidecar.v1.TransactionDataR\x0ftransactionData\"\xa7\v\n" +
+	"\x0fTransactionData\x12%\n" +
+	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12%\n" +
+	"\x0epayment_method\x18\x02 \x01(\tR\rpaymentMethod\x12\x19\n" +
+	"\bcard_bin\x18\x03 \x01(\tR\acardBin\x12$\n" +
+	"\x0ecard_last_four\x18\x04 \x01(\tR\fcardLastFour\x12#\n" +
+	"\rcurrency_code\x18\x05 \x01(\tR\fcurrencyCode\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\x01R\x05value\x12%\n" +
+	"\x0eshipping_value\x18\a \x01(\x01R\rshippingValue\x12X\n" +
+	"\x10shipping_address\x18\b \x01(\v2-.recaptcha.sidecar.v1.TransactionData.AddressR\x0fshippingAddress\x12V\n" +
+	"\x0fbilling_address\x18\t \x01(\v2-.recaptcha.sidecar.v1.TransactionData.AddressR\x0ebillingAddress\x12>\n" +
+	"\x04user\x18\n" +
+	" \x01(\v2*.recaptcha.sidecar.v1.TransactionData.UserR\x04user\x12H\n" +
+	"\tmerchants\x18\v \x03(\v2*.recaptcha.sidecar.v1.TransactionData.UserR\tmerchants\x12@\n" +
+	"\x05items\x18\f \x03(\v2*.recaptcha.sidecar.v1.TransactionData.ItemR\x05items\x12T\n" +
+	"\fgateway_info\x18\r \x01(\v21.recaptcha.sidecar.v1.TransactionData.GatewayInfoR\vgatewayInfo\x1a\xd0\x01\n" +
+	"\aAddress\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\x12\x18\n" +
+	"\aaddress\x18\x02 \x03(\tR\aaddress\x12\x1a\n" +
+	"\blocality\x18\x03 \x01(\tR\blocality\x12/\n" +
+	"\x13administrative_area\x18\x04 \x01(\tR\x12administrativeArea\x12\x1f\n" +
+	"\vregion_code\x18\x05 \x01(\tR\n" +
+	"regionCode\x12\x1f\n" +
+	"\vpostal_code\x18\x06 \x01(\tR\n" +
+	"postalCode\x1a\xcd\x01\n" +
+	"\x04User\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
+	"\vcreation_ms\x18\x02 \x01(\x03R\n" +
+	"creationMs\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12%\n" +
+	"\x0eemail_verified\x18\x04 \x01(\bR\remailVerified\x12!\n" +
+	"\fphone_number\x18\x05 \x01(\tR\vphoneNumber\x12%\n" +
+	"\x0ephone_verified\x18\x06 \x01(\bR\rphoneVerified\x1a|\n" +
+	"\x04Item\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x1a\n" +
+	"\bquantity\x18\x03 \x01(\x03R\bquantity\x12.\n" +
+	"\x13merchant_account_id\x18\x04 \x01(\tR\x11merchantAccountId\x1a\xad\x01\n" +
+	"\vGatewayInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
+	"\x15gateway_response_code\x18\x02 \x01(\tR\x13gatewayResponseCode\x12*\n" +
+	"\x11avs_response_code\x18\x03 \x01(\tR\x0favsResponseCode\x12*\n" +
+	"\x11cvv_response_code\x18\x04 \x01(\tR\x0fcvvResponseCode\"i\n" +
 	"\x06UserId\x12\x16\n" +
 	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12#\n" +
 	"\fphone_number\x18\x02 \x01(\tH\x00R\vphoneNumber\x12\x1c\n" +
 	"\busername\x18\x03 \x01(\tH\x00R\busernameB\x04\n" +
-	"\x02id\"\x80\x06\n" +
+	"\x02id\"\x95\f\n" +
 	"\x0eAssessResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x127\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x1d.recaptcha.sidecar.v1.VerdictR\averdict\x12D\n" +
@@ -1349,7 +2296,25 @@ const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\x12recommended_action\x18\x10 \x01(\x0e2'.recaptcha.sidecar.v1.RecommendedActionR\x11recommendedAction\x12\x1d\n" +
 	"\n" +
 	"decided_by\x18\x11 \x01(\tR\tdecidedBy\x12%\n" +
-	"\x0epolicy_version\x18\x12 \x01(\tR\rpolicyVersion\"\xde\x02\n" +
+	"\x0epolicy_version\x18\x12 \x01(\tR\rpolicyVersion\x122\n" +
+	"\x13sms_toll_fraud_risk\x18\x13 \x01(\x02H\x00R\x10smsTollFraudRisk\x88\x01\x01\x123\n" +
+	"\x16sms_toll_fraud_reasons\x18\x14 \x03(\tR\x13smsTollFraudReasons\x12.\n" +
+	"\x10transaction_risk\x18\x15 \x01(\x02H\x01R\x0ftransactionRisk\x88\x01\x01\x128\n" +
+	"\x18transaction_risk_reasons\x18\x16 \x03(\tR\x16transactionRiskReasons\x129\n" +
+	"\x16stolen_instrument_risk\x18\x17 \x01(\x02H\x02R\x14stolenInstrumentRisk\x88\x01\x01\x12/\n" +
+	"\x11card_testing_risk\x18\x18 \x01(\x02H\x03R\x0fcardTestingRisk\x88\x01\x01\x12.\n" +
+	"\x10behavioral_trust\x18\x19 \x01(\x02H\x04R\x0fbehavioralTrust\x88\x01\x01\x127\n" +
+	"\x15account_takeover_risk\x18\x1a \x01(\x02H\x05R\x13accountTakeoverRisk\x88\x01\x01\x12A\n" +
+	"\x1daccount_takeover_risk_reasons\x18\x1b \x03(\tR\x1aaccountTakeoverRiskReasons\x12C\n" +
+	"\x1eaccount_takeover_trust_reasons\x18\x1c \x03(\tR\x1baccountTakeoverTrustReasons\x128\n" +
+	"\x18extended_verdict_reasons\x18\x1d \x03(\tR\x16extendedVerdictReasons\x12\x1c\n" +
+	"\tchallenge\x18\x1e \x01(\tR\tchallengeB\x16\n" +
+	"\x14_sms_toll_fraud_riskB\x13\n" +
+	"\x11_transaction_riskB\x19\n" +
+	"\x17_stolen_instrument_riskB\x14\n" +
+	"\x12_card_testing_riskB\x13\n" +
+	"\x11_behavioral_trustB\x18\n" +
+	"\x16_account_takeover_risk\"\xcc\x03\n" +
 	"\x0fAnnotateRequest\x12'\n" +
 	"\x0fassessment_name\x18\x01 \x01(\tR\x0eassessmentName\x12@\n" +
 	"\n" +
@@ -1359,7 +2324,12 @@ const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x04 \x01(\tR\taccountId\x12S\n" +
 	"\x11transaction_event\x18\x05 \x01(\v2&.recaptcha.sidecar.v1.TransactionEventR\x10transactionEvent\x12*\n" +
-	"\x11wait_for_upstream\x18\x06 \x01(\bR\x0fwaitForUpstream\"\xc6\x01\n" +
+	"\x11wait_for_upstream\x18\x06 \x01(\bR\x0fwaitForUpstream\x12l\n" +
+	"\x1aphone_authentication_event\x18\a \x01(\v2..recaptcha.sidecar.v1.PhoneAuthenticationEventR\x18phoneAuthenticationEvent\"x\n" +
+	"\x18PhoneAuthenticationEvent\x12!\n" +
+	"\fphone_number\x18\x01 \x01(\tR\vphoneNumber\x129\n" +
+	"\n" +
+	"event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"\xc6\x01\n" +
 	"\x10TransactionEvent\x12I\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\x0e2*.recaptcha.sidecar.v1.TransactionEventTypeR\teventType\x12\x16\n" +
@@ -1441,10 +2411,11 @@ const file_recaptcha_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\x12AnnotationDelivery\x12#\n" +
 	"\x1fANNOTATION_DELIVERY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aANNOTATION_DELIVERY_QUEUED\x10\x01\x12!\n" +
-	"\x1dANNOTATION_DELIVERY_DELIVERED\x10\x022\xc5\x01\n" +
+	"\x1dANNOTATION_DELIVERY_DELIVERED\x10\x022\xc8\x02\n" +
 	"\x13VerificationService\x12S\n" +
 	"\x06Assess\x12#.recaptcha.sidecar.v1.AssessRequest\x1a$.recaptcha.sidecar.v1.AssessResponse\x12Y\n" +
-	"\bAnnotate\x12%.recaptcha.sidecar.v1.AnnotateRequest\x1a&.recaptcha.sidecar.v1.AnnotateResponseB\x8a\x01\n" +
+	"\bAnnotate\x12%.recaptcha.sidecar.v1.AnnotateRequest\x1a&.recaptcha.sidecar.v1.AnnotateResponse\x12\x80\x01\n" +
+	"\x15SearchRelatedAccounts\x122.recaptcha.sidecar.v1.SearchRelatedAccountsRequest\x1a3.recaptcha.sidecar.v1.SearchRelatedAccountsResponseB\x8a\x01\n" +
 	"\x17dev.recaptchasidecar.v1B\fSidecarProtoP\x01Z_github.com/recaptcha-sidecar/recaptcha-sidecar/clients/go/recaptchasidecarv1;recaptchasidecarv1b\x06proto3"
 
 var (
@@ -1460,46 +2431,67 @@ func file_recaptcha_sidecar_v1_sidecar_proto_rawDescGZIP() []byte {
 }
 
 var file_recaptcha_sidecar_v1_sidecar_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_recaptcha_sidecar_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_recaptcha_sidecar_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_recaptcha_sidecar_v1_sidecar_proto_goTypes = []any{
-	(ClientType)(0),               // 0: recaptcha.sidecar.v1.ClientType
-	(Verdict)(0),                  // 1: recaptcha.sidecar.v1.Verdict
-	(TokenStatus)(0),              // 2: recaptcha.sidecar.v1.TokenStatus
-	(RecommendedAction)(0),        // 3: recaptcha.sidecar.v1.RecommendedAction
-	(Annotation)(0),               // 4: recaptcha.sidecar.v1.Annotation
-	(AnnotationReason)(0),         // 5: recaptcha.sidecar.v1.AnnotationReason
-	(TransactionEventType)(0),     // 6: recaptcha.sidecar.v1.TransactionEventType
-	(AnnotationDelivery)(0),       // 7: recaptcha.sidecar.v1.AnnotationDelivery
-	(*AssessRequest)(nil),         // 8: recaptcha.sidecar.v1.AssessRequest
-	(*UserId)(nil),                // 9: recaptcha.sidecar.v1.UserId
-	(*AssessResponse)(nil),        // 10: recaptcha.sidecar.v1.AssessResponse
-	(*AnnotateRequest)(nil),       // 11: recaptcha.sidecar.v1.AnnotateRequest
-	(*TransactionEvent)(nil),      // 12: recaptcha.sidecar.v1.TransactionEvent
-	(*AnnotateResponse)(nil),      // 13: recaptcha.sidecar.v1.AnnotateResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(ClientType)(0),                       // 0: recaptcha.sidecar.v1.ClientType
+	(Verdict)(0),                          // 1: recaptcha.sidecar.v1.Verdict
+	(TokenStatus)(0),                      // 2: recaptcha.sidecar.v1.TokenStatus
+	(RecommendedAction)(0),                // 3: recaptcha.sidecar.v1.RecommendedAction
+	(Annotation)(0),                       // 4: recaptcha.sidecar.v1.Annotation
+	(AnnotationReason)(0),                 // 5: recaptcha.sidecar.v1.AnnotationReason
+	(TransactionEventType)(0),             // 6: recaptcha.sidecar.v1.TransactionEventType
+	(AnnotationDelivery)(0),               // 7: recaptcha.sidecar.v1.AnnotationDelivery
+	(*SearchRelatedAccountsRequest)(nil),  // 8: recaptcha.sidecar.v1.SearchRelatedAccountsRequest
+	(*SearchRelatedAccountsResponse)(nil), // 9: recaptcha.sidecar.v1.SearchRelatedAccountsResponse
+	(*RelatedAccount)(nil),                // 10: recaptcha.sidecar.v1.RelatedAccount
+	(*AssessRequest)(nil),                 // 11: recaptcha.sidecar.v1.AssessRequest
+	(*TransactionData)(nil),               // 12: recaptcha.sidecar.v1.TransactionData
+	(*UserId)(nil),                        // 13: recaptcha.sidecar.v1.UserId
+	(*AssessResponse)(nil),                // 14: recaptcha.sidecar.v1.AssessResponse
+	(*AnnotateRequest)(nil),               // 15: recaptcha.sidecar.v1.AnnotateRequest
+	(*PhoneAuthenticationEvent)(nil),      // 16: recaptcha.sidecar.v1.PhoneAuthenticationEvent
+	(*TransactionEvent)(nil),              // 17: recaptcha.sidecar.v1.TransactionEvent
+	(*AnnotateResponse)(nil),              // 18: recaptcha.sidecar.v1.AnnotateResponse
+	(*TransactionData_Address)(nil),       // 19: recaptcha.sidecar.v1.TransactionData.Address
+	(*TransactionData_User)(nil),          // 20: recaptcha.sidecar.v1.TransactionData.User
+	(*TransactionData_Item)(nil),          // 21: recaptcha.sidecar.v1.TransactionData.Item
+	(*TransactionData_GatewayInfo)(nil),   // 22: recaptcha.sidecar.v1.TransactionData.GatewayInfo
+	(*timestamppb.Timestamp)(nil),         // 23: google.protobuf.Timestamp
 }
 var file_recaptcha_sidecar_v1_sidecar_proto_depIdxs = []int32{
-	9,  // 0: recaptcha.sidecar.v1.AssessRequest.user_ids:type_name -> recaptcha.sidecar.v1.UserId
-	0,  // 1: recaptcha.sidecar.v1.AssessRequest.client_type:type_name -> recaptcha.sidecar.v1.ClientType
-	1,  // 2: recaptcha.sidecar.v1.AssessResponse.verdict:type_name -> recaptcha.sidecar.v1.Verdict
-	2,  // 3: recaptcha.sidecar.v1.AssessResponse.token_status:type_name -> recaptcha.sidecar.v1.TokenStatus
-	14, // 4: recaptcha.sidecar.v1.AssessResponse.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 5: recaptcha.sidecar.v1.AssessResponse.recommended_action:type_name -> recaptcha.sidecar.v1.RecommendedAction
-	4,  // 6: recaptcha.sidecar.v1.AnnotateRequest.annotation:type_name -> recaptcha.sidecar.v1.Annotation
-	5,  // 7: recaptcha.sidecar.v1.AnnotateRequest.reasons:type_name -> recaptcha.sidecar.v1.AnnotationReason
-	12, // 8: recaptcha.sidecar.v1.AnnotateRequest.transaction_event:type_name -> recaptcha.sidecar.v1.TransactionEvent
-	6,  // 9: recaptcha.sidecar.v1.TransactionEvent.event_type:type_name -> recaptcha.sidecar.v1.TransactionEventType
-	14, // 10: recaptcha.sidecar.v1.TransactionEvent.event_time:type_name -> google.protobuf.Timestamp
-	7,  // 11: recaptcha.sidecar.v1.AnnotateResponse.delivery:type_name -> recaptcha.sidecar.v1.AnnotationDelivery
-	8,  // 12: recaptcha.sidecar.v1.VerificationService.Assess:input_type -> recaptcha.sidecar.v1.AssessRequest
-	11, // 13: recaptcha.sidecar.v1.VerificationService.Annotate:input_type -> recaptcha.sidecar.v1.AnnotateRequest
-	10, // 14: recaptcha.sidecar.v1.VerificationService.Assess:output_type -> recaptcha.sidecar.v1.AssessResponse
-	13, // 15: recaptcha.sidecar.v1.VerificationService.Annotate:output_type -> recaptcha.sidecar.v1.AnnotateResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 0: recaptcha.sidecar.v1.SearchRelatedAccountsResponse.related_accounts:type_name -> recaptcha.sidecar.v1.RelatedAccount
+	13, // 1: recaptcha.sidecar.v1.AssessRequest.user_ids:type_name -> recaptcha.sidecar.v1.UserId
+	0,  // 2: recaptcha.sidecar.v1.AssessRequest.client_type:type_name -> recaptcha.sidecar.v1.ClientType
+	12, // 3: recaptcha.sidecar.v1.AssessRequest.transaction_data:type_name -> recaptcha.sidecar.v1.TransactionData
+	19, // 4: recaptcha.sidecar.v1.TransactionData.shipping_address:type_name -> recaptcha.sidecar.v1.TransactionData.Address
+	19, // 5: recaptcha.sidecar.v1.TransactionData.billing_address:type_name -> recaptcha.sidecar.v1.TransactionData.Address
+	20, // 6: recaptcha.sidecar.v1.TransactionData.user:type_name -> recaptcha.sidecar.v1.TransactionData.User
+	20, // 7: recaptcha.sidecar.v1.TransactionData.merchants:type_name -> recaptcha.sidecar.v1.TransactionData.User
+	21, // 8: recaptcha.sidecar.v1.TransactionData.items:type_name -> recaptcha.sidecar.v1.TransactionData.Item
+	22, // 9: recaptcha.sidecar.v1.TransactionData.gateway_info:type_name -> recaptcha.sidecar.v1.TransactionData.GatewayInfo
+	1,  // 10: recaptcha.sidecar.v1.AssessResponse.verdict:type_name -> recaptcha.sidecar.v1.Verdict
+	2,  // 11: recaptcha.sidecar.v1.AssessResponse.token_status:type_name -> recaptcha.sidecar.v1.TokenStatus
+	23, // 12: recaptcha.sidecar.v1.AssessResponse.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 13: recaptcha.sidecar.v1.AssessResponse.recommended_action:type_name -> recaptcha.sidecar.v1.RecommendedAction
+	4,  // 14: recaptcha.sidecar.v1.AnnotateRequest.annotation:type_name -> recaptcha.sidecar.v1.Annotation
+	5,  // 15: recaptcha.sidecar.v1.AnnotateRequest.reasons:type_name -> recaptcha.sidecar.v1.AnnotationReason
+	17, // 16: recaptcha.sidecar.v1.AnnotateRequest.transaction_event:type_name -> recaptcha.sidecar.v1.TransactionEvent
+	16, // 17: recaptcha.sidecar.v1.AnnotateRequest.phone_authentication_event:type_name -> recaptcha.sidecar.v1.PhoneAuthenticationEvent
+	23, // 18: recaptcha.sidecar.v1.PhoneAuthenticationEvent.event_time:type_name -> google.protobuf.Timestamp
+	6,  // 19: recaptcha.sidecar.v1.TransactionEvent.event_type:type_name -> recaptcha.sidecar.v1.TransactionEventType
+	23, // 20: recaptcha.sidecar.v1.TransactionEvent.event_time:type_name -> google.protobuf.Timestamp
+	7,  // 21: recaptcha.sidecar.v1.AnnotateResponse.delivery:type_name -> recaptcha.sidecar.v1.AnnotationDelivery
+	11, // 22: recaptcha.sidecar.v1.VerificationService.Assess:input_type -> recaptcha.sidecar.v1.AssessRequest
+	15, // 23: recaptcha.sidecar.v1.VerificationService.Annotate:input_type -> recaptcha.sidecar.v1.AnnotateRequest
+	8,  // 24: recaptcha.sidecar.v1.VerificationService.SearchRelatedAccounts:input_type -> recaptcha.sidecar.v1.SearchRelatedAccountsRequest
+	14, // 25: recaptcha.sidecar.v1.VerificationService.Assess:output_type -> recaptcha.sidecar.v1.AssessResponse
+	18, // 26: recaptcha.sidecar.v1.VerificationService.Annotate:output_type -> recaptcha.sidecar.v1.AnnotateResponse
+	9,  // 27: recaptcha.sidecar.v1.VerificationService.SearchRelatedAccounts:output_type -> recaptcha.sidecar.v1.SearchRelatedAccountsResponse
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_recaptcha_sidecar_v1_sidecar_proto_init() }
@@ -1507,18 +2499,19 @@ func file_recaptcha_sidecar_v1_sidecar_proto_init() {
 	if File_recaptcha_sidecar_v1_sidecar_proto != nil {
 		return
 	}
-	file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[1].OneofWrappers = []any{
+	file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[5].OneofWrappers = []any{
 		(*UserId_Email)(nil),
 		(*UserId_PhoneNumber)(nil),
 		(*UserId_Username)(nil),
 	}
+	file_recaptcha_sidecar_v1_sidecar_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recaptcha_sidecar_v1_sidecar_proto_rawDesc), len(file_recaptcha_sidecar_v1_sidecar_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   6,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

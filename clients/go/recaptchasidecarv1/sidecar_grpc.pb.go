@@ -26,8 +26,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VerificationService_Assess_FullMethodName   = "/recaptcha.sidecar.v1.VerificationService/Assess"
-	VerificationService_Annotate_FullMethodName = "/recaptcha.sidecar.v1.VerificationService/Annotate"
+	VerificationService_Assess_FullMethodName                = "/recaptcha.sidecar.v1.VerificationService/Assess"
+	VerificationService_Annotate_FullMethodName              = "/recaptcha.sidecar.v1.VerificationService/Annotate"
+	VerificationService_SearchRelatedAccounts_FullMethodName = "/recaptcha.sidecar.v1.VerificationService/SearchRelatedAccounts"
 )
 
 // VerificationServiceClient is the client API for VerificationService service.
@@ -44,6 +45,13 @@ type VerificationServiceClient interface {
 	// AnnotateAssessment). By default the annotation is stored durably and acknowledged at once;
 	// it is delivered upstream in batches.
 	Annotate(ctx context.Context, in *AnnotateRequest, opts ...grpc.CallOption) (*AnnotateResponse, error)
+	// SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+	// (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+	// group, a page at a time. The account id is protected on its way up exactly as Assess
+	// protects it; the ids that come back are decrypted under deterministic encryption, and come
+	// back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+	// Upstream failures are gRPC statuses, as for a synchronous Annotate.
+	SearchRelatedAccounts(ctx context.Context, in *SearchRelatedAccountsRequest, opts ...grpc.CallOption) (*SearchRelatedAccountsResponse, error)
 }
 
 type verificationServiceClient struct {
@@ -74,6 +82,16 @@ func (c *verificationServiceClient) Annotate(ctx context.Context, in *AnnotateRe
 	return out, nil
 }
 
+func (c *verificationServiceClient) SearchRelatedAccounts(ctx context.Context, in *SearchRelatedAccountsRequest, opts ...grpc.CallOption) (*SearchRelatedAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchRelatedAccountsResponse)
+	err := c.cc.Invoke(ctx, VerificationService_SearchRelatedAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VerificationServiceServer is the server API for VerificationService service.
 // All implementations must embed UnimplementedVerificationServiceServer
 // for forward compatibility.
@@ -88,6 +106,13 @@ type VerificationServiceServer interface {
 	// AnnotateAssessment). By default the annotation is stored durably and acknowledged at once;
 	// it is delivered upstream in batches.
 	Annotate(context.Context, *AnnotateRequest) (*AnnotateResponse, error)
+	// SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+	// (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+	// group, a page at a time. The account id is protected on its way up exactly as Assess
+	// protects it; the ids that come back are decrypted under deterministic encryption, and come
+	// back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+	// Upstream failures are gRPC statuses, as for a synchronous Annotate.
+	SearchRelatedAccounts(context.Context, *SearchRelatedAccountsRequest) (*SearchRelatedAccountsResponse, error)
 	mustEmbedUnimplementedVerificationServiceServer()
 }
 
@@ -103,6 +128,9 @@ func (UnimplementedVerificationServiceServer) Assess(context.Context, *AssessReq
 }
 func (UnimplementedVerificationServiceServer) Annotate(context.Context, *AnnotateRequest) (*AnnotateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Annotate not implemented")
+}
+func (UnimplementedVerificationServiceServer) SearchRelatedAccounts(context.Context, *SearchRelatedAccountsRequest) (*SearchRelatedAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchRelatedAccounts not implemented")
 }
 func (UnimplementedVerificationServiceServer) mustEmbedUnimplementedVerificationServiceServer() {}
 func (UnimplementedVerificationServiceServer) testEmbeddedByValue()                             {}
@@ -161,6 +189,24 @@ func _VerificationService_Annotate_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VerificationService_SearchRelatedAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchRelatedAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerificationServiceServer).SearchRelatedAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerificationService_SearchRelatedAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerificationServiceServer).SearchRelatedAccounts(ctx, req.(*SearchRelatedAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VerificationService_ServiceDesc is the grpc.ServiceDesc for VerificationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -175,6 +221,10 @@ var VerificationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Annotate",
 			Handler:    _VerificationService_Annotate_Handler,
+		},
+		{
+			MethodName: "SearchRelatedAccounts",
+			Handler:    _VerificationService_SearchRelatedAccounts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -15,19 +15,22 @@ import {
   AnnotationReason,
   AssessRequest,
   type AssessResponse,
+  SearchRelatedAccountsRequest,
+  type SearchRelatedAccountsResponse,
   TokenStatus,
   Verdict,
   VerificationServiceClient,
 } from "../src";
 
 /** A fresh token in the emulator's format: "emu1." and unpadded base64url of compact JSON. */
-function mintToken(action: string): string {
+function mintToken(action: string, extra: Record<string, unknown> = {}): string {
   const claims = {
     score: 0.9,
     action,
     hostname: "localhost",
     iat: Date.now() / 1000,
     nonce: randomBytes(16).toString("hex"),
+    ...extra,
   };
   return "emu1." + Buffer.from(JSON.stringify(claims), "utf8").toString("base64url");
 }
@@ -81,6 +84,27 @@ for (const variable of ["RECAPTCHA_SIDECAR_TARGET", "RECAPTCHA_SIDECAR_UDS"]) {
           reasons: [AnnotationReason.ANNOTATION_REASON_PASSED_TWO_FACTOR],
         }),
       );
+      // SearchRelatedAccounts: two accounts assessed from one device (the emulator's `device`
+      // claim) form a related-account group. The sidecar under test encrypts account ids
+      // (deterministic-encryption), so the ids come back decrypted for the app.
+      const device = randomBytes(8).toString("hex");
+      const alice = `alice-${device}`;
+      const bob = `bob-${device}`;
+      for (const accountId of [alice, bob]) {
+        const seen = await call<AssessRequest, AssessResponse>(
+          sidecar.assess.bind(sidecar),
+          AssessRequest.fromPartial({ token: mintToken("login", { device }), expectedAction: "login", accountId }),
+        );
+        assert.equal(seen.verdict, Verdict.VERDICT_PASSED);
+      }
+      const related = await call<SearchRelatedAccountsRequest, SearchRelatedAccountsResponse>(
+        sidecar.searchRelatedAccounts.bind(sidecar),
+        SearchRelatedAccountsRequest.fromPartial({ accountId: alice, pageSize: 10 }),
+      );
+      const found = related.relatedAccounts.map((a) => `${a.accountId}:${a.decrypted}`).sort();
+      assert.deepEqual(found, [`${alice}:true`, `${bob}:true`]);
+      assert.match(related.relatedAccounts[0].group, /^projects\/[^/]+\/relatedaccountgroups\//);
+
       console.log(`e2e ok: ${variable} (${target}, assessment ${first.assessmentName}, delivery ${annotationDeliveryToJSON(ack.delivery)})`);
     } finally {
       sidecar.close();

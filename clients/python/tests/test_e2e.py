@@ -21,7 +21,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 DEADLINE_S = 5.0
 
 
-def mint_token(action: str) -> str:
+def mint_token(action: str, **extra: object) -> str:
     """A fresh token in the emulator's format: "emu1." and unpadded base64url of compact JSON."""
     claims = {
         "score": 0.9,
@@ -29,6 +29,7 @@ def mint_token(action: str) -> str:
         "hostname": "localhost",
         "iat": time.time(),
         "nonce": secrets.token_hex(16),
+        **extra,
     }
     payload = json.dumps(claims, separators=(",", ":")).encode()
     return "emu1." + base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
@@ -67,5 +68,22 @@ def test_assess_repeat_annotate_and_health(variable: str) -> None:
             ),
             timeout=DEADLINE_S,
         )
+        # SMS defense: a phone number in user_ids makes upstream assess toll-fraud risk (the
+        # emulator answers the token's sms_toll_fraud_risk claim); without one it is absent.
+        phone = sidecar.Assess(
+            sidecar_pb2.AssessRequest(
+                token=mint_token("login", sms_toll_fraud_risk=0.7),
+                expected_action="login",
+                user_ids=[sidecar_pb2.UserId(phone_number="+15555550100")],
+            ),
+            timeout=DEADLINE_S,
+        )
+        assert phone.HasField("sms_toll_fraud_risk"), phone
+        assert abs(phone.sms_toll_fraud_risk - 0.7) < 1e-6
+        no_phone = sidecar.Assess(
+            sidecar_pb2.AssessRequest(token=mint_token("login"), expected_action="login"),
+            timeout=DEADLINE_S,
+        )
+        assert not no_phone.HasField("sms_toll_fraud_risk"), no_phone
     delivery = sidecar_pb2.AnnotationDelivery.Name(ack.delivery)
     print(f"e2e ok: {variable} ({target}, assessment {first.assessment_name}, delivery {delivery})")

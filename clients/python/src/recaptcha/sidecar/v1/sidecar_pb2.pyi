@@ -156,8 +156,36 @@ ANNOTATION_DELIVERY_UNSPECIFIED: AnnotationDelivery
 ANNOTATION_DELIVERY_QUEUED: AnnotationDelivery
 ANNOTATION_DELIVERY_DELIVERED: AnnotationDelivery
 
+class SearchRelatedAccountsRequest(_message.Message):
+    __slots__ = ("account_id", "page_size", "page_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class SearchRelatedAccountsResponse(_message.Message):
+    __slots__ = ("related_accounts", "next_page_token")
+    RELATED_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    related_accounts: _containers.RepeatedCompositeFieldContainer[RelatedAccount]
+    next_page_token: str
+    def __init__(self, related_accounts: _Optional[_Iterable[_Union[RelatedAccount, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RelatedAccount(_message.Message):
+    __slots__ = ("account_id", "group", "decrypted")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    DECRYPTED_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    group: str
+    decrypted: bool
+    def __init__(self, account_id: _Optional[str] = ..., group: _Optional[str] = ..., decrypted: _Optional[bool] = ...) -> None: ...
+
 class AssessRequest(_message.Message):
-    __slots__ = ("token", "expected_action", "site_key", "user_ip_address", "user_agent", "ja3", "ja4", "requested_uri", "account_id", "user_ids", "idempotency_key", "headers", "client_type")
+    __slots__ = ("token", "expected_action", "site_key", "user_ip_address", "user_agent", "ja3", "ja4", "requested_uri", "account_id", "user_ids", "idempotency_key", "headers", "client_type", "express", "transaction_data")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_ACTION_FIELD_NUMBER: _ClassVar[int]
     SITE_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +199,8 @@ class AssessRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPRESS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_DATA_FIELD_NUMBER: _ClassVar[int]
     token: str
     expected_action: str
     site_key: str
@@ -184,7 +214,91 @@ class AssessRequest(_message.Message):
     idempotency_key: str
     headers: _containers.RepeatedScalarFieldContainer[str]
     client_type: ClientType
-    def __init__(self, token: _Optional[str] = ..., expected_action: _Optional[str] = ..., site_key: _Optional[str] = ..., user_ip_address: _Optional[str] = ..., user_agent: _Optional[str] = ..., ja3: _Optional[str] = ..., ja4: _Optional[str] = ..., requested_uri: _Optional[str] = ..., account_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[_Union[UserId, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Iterable[str]] = ..., client_type: _Optional[_Union[ClientType, str]] = ...) -> None: ...
+    express: bool
+    transaction_data: TransactionData
+    def __init__(self, token: _Optional[str] = ..., expected_action: _Optional[str] = ..., site_key: _Optional[str] = ..., user_ip_address: _Optional[str] = ..., user_agent: _Optional[str] = ..., ja3: _Optional[str] = ..., ja4: _Optional[str] = ..., requested_uri: _Optional[str] = ..., account_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[_Union[UserId, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Iterable[str]] = ..., client_type: _Optional[_Union[ClientType, str]] = ..., express: _Optional[bool] = ..., transaction_data: _Optional[_Union[TransactionData, _Mapping]] = ...) -> None: ...
+
+class TransactionData(_message.Message):
+    __slots__ = ("transaction_id", "payment_method", "card_bin", "card_last_four", "currency_code", "value", "shipping_value", "shipping_address", "billing_address", "user", "merchants", "items", "gateway_info")
+    class Address(_message.Message):
+        __slots__ = ("recipient", "address", "locality", "administrative_area", "region_code", "postal_code")
+        RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+        ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        LOCALITY_FIELD_NUMBER: _ClassVar[int]
+        ADMINISTRATIVE_AREA_FIELD_NUMBER: _ClassVar[int]
+        REGION_CODE_FIELD_NUMBER: _ClassVar[int]
+        POSTAL_CODE_FIELD_NUMBER: _ClassVar[int]
+        recipient: str
+        address: _containers.RepeatedScalarFieldContainer[str]
+        locality: str
+        administrative_area: str
+        region_code: str
+        postal_code: str
+        def __init__(self, recipient: _Optional[str] = ..., address: _Optional[_Iterable[str]] = ..., locality: _Optional[str] = ..., administrative_area: _Optional[str] = ..., region_code: _Optional[str] = ..., postal_code: _Optional[str] = ...) -> None: ...
+    class User(_message.Message):
+        __slots__ = ("account_id", "creation_ms", "email", "email_verified", "phone_number", "phone_verified")
+        ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+        CREATION_MS_FIELD_NUMBER: _ClassVar[int]
+        EMAIL_FIELD_NUMBER: _ClassVar[int]
+        EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+        PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+        PHONE_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+        account_id: str
+        creation_ms: int
+        email: str
+        email_verified: bool
+        phone_number: str
+        phone_verified: bool
+        def __init__(self, account_id: _Optional[str] = ..., creation_ms: _Optional[int] = ..., email: _Optional[str] = ..., email_verified: _Optional[bool] = ..., phone_number: _Optional[str] = ..., phone_verified: _Optional[bool] = ...) -> None: ...
+    class Item(_message.Message):
+        __slots__ = ("name", "value", "quantity", "merchant_account_id")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        QUANTITY_FIELD_NUMBER: _ClassVar[int]
+        MERCHANT_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        value: float
+        quantity: int
+        merchant_account_id: str
+        def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., quantity: _Optional[int] = ..., merchant_account_id: _Optional[str] = ...) -> None: ...
+    class GatewayInfo(_message.Message):
+        __slots__ = ("name", "gateway_response_code", "avs_response_code", "cvv_response_code")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        GATEWAY_RESPONSE_CODE_FIELD_NUMBER: _ClassVar[int]
+        AVS_RESPONSE_CODE_FIELD_NUMBER: _ClassVar[int]
+        CVV_RESPONSE_CODE_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        gateway_response_code: str
+        avs_response_code: str
+        cvv_response_code: str
+        def __init__(self, name: _Optional[str] = ..., gateway_response_code: _Optional[str] = ..., avs_response_code: _Optional[str] = ..., cvv_response_code: _Optional[str] = ...) -> None: ...
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_METHOD_FIELD_NUMBER: _ClassVar[int]
+    CARD_BIN_FIELD_NUMBER: _ClassVar[int]
+    CARD_LAST_FOUR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    BILLING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_INFO_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    payment_method: str
+    card_bin: str
+    card_last_four: str
+    currency_code: str
+    value: float
+    shipping_value: float
+    shipping_address: TransactionData.Address
+    billing_address: TransactionData.Address
+    user: TransactionData.User
+    merchants: _containers.RepeatedCompositeFieldContainer[TransactionData.User]
+    items: _containers.RepeatedCompositeFieldContainer[TransactionData.Item]
+    gateway_info: TransactionData.GatewayInfo
+    def __init__(self, transaction_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., card_bin: _Optional[str] = ..., card_last_four: _Optional[str] = ..., currency_code: _Optional[str] = ..., value: _Optional[float] = ..., shipping_value: _Optional[float] = ..., shipping_address: _Optional[_Union[TransactionData.Address, _Mapping]] = ..., billing_address: _Optional[_Union[TransactionData.Address, _Mapping]] = ..., user: _Optional[_Union[TransactionData.User, _Mapping]] = ..., merchants: _Optional[_Iterable[_Union[TransactionData.User, _Mapping]]] = ..., items: _Optional[_Iterable[_Union[TransactionData.Item, _Mapping]]] = ..., gateway_info: _Optional[_Union[TransactionData.GatewayInfo, _Mapping]] = ...) -> None: ...
 
 class UserId(_message.Message):
     __slots__ = ("email", "phone_number", "username")
@@ -197,7 +311,7 @@ class UserId(_message.Message):
     def __init__(self, email: _Optional[str] = ..., phone_number: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
 
 class AssessResponse(_message.Message):
-    __slots__ = ("allowed", "verdict", "token_status", "invalid_reason", "score", "reasons", "action", "hostname", "assessment_name", "account_defender_labels", "replayed", "android_package_name", "ios_bundle_id", "threshold", "create_time", "recommended_action", "decided_by", "policy_version")
+    __slots__ = ("allowed", "verdict", "token_status", "invalid_reason", "score", "reasons", "action", "hostname", "assessment_name", "account_defender_labels", "replayed", "android_package_name", "ios_bundle_id", "threshold", "create_time", "recommended_action", "decided_by", "policy_version", "sms_toll_fraud_risk", "sms_toll_fraud_reasons", "transaction_risk", "transaction_risk_reasons", "stolen_instrument_risk", "card_testing_risk", "behavioral_trust", "account_takeover_risk", "account_takeover_risk_reasons", "account_takeover_trust_reasons", "extended_verdict_reasons", "challenge")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +330,18 @@ class AssessResponse(_message.Message):
     RECOMMENDED_ACTION_FIELD_NUMBER: _ClassVar[int]
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SMS_TOLL_FRAUD_RISK_FIELD_NUMBER: _ClassVar[int]
+    SMS_TOLL_FRAUD_REASONS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_RISK_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_RISK_REASONS_FIELD_NUMBER: _ClassVar[int]
+    STOLEN_INSTRUMENT_RISK_FIELD_NUMBER: _ClassVar[int]
+    CARD_TESTING_RISK_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIORAL_TRUST_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_TAKEOVER_RISK_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_TAKEOVER_RISK_REASONS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_TAKEOVER_TRUST_REASONS_FIELD_NUMBER: _ClassVar[int]
+    EXTENDED_VERDICT_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     verdict: Verdict
     token_status: TokenStatus
@@ -234,23 +360,45 @@ class AssessResponse(_message.Message):
     recommended_action: RecommendedAction
     decided_by: str
     policy_version: str
-    def __init__(self, allowed: _Optional[bool] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., token_status: _Optional[_Union[TokenStatus, str]] = ..., invalid_reason: _Optional[str] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., hostname: _Optional[str] = ..., assessment_name: _Optional[str] = ..., account_defender_labels: _Optional[_Iterable[str]] = ..., replayed: _Optional[bool] = ..., android_package_name: _Optional[str] = ..., ios_bundle_id: _Optional[str] = ..., threshold: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recommended_action: _Optional[_Union[RecommendedAction, str]] = ..., decided_by: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
+    sms_toll_fraud_risk: float
+    sms_toll_fraud_reasons: _containers.RepeatedScalarFieldContainer[str]
+    transaction_risk: float
+    transaction_risk_reasons: _containers.RepeatedScalarFieldContainer[str]
+    stolen_instrument_risk: float
+    card_testing_risk: float
+    behavioral_trust: float
+    account_takeover_risk: float
+    account_takeover_risk_reasons: _containers.RepeatedScalarFieldContainer[str]
+    account_takeover_trust_reasons: _containers.RepeatedScalarFieldContainer[str]
+    extended_verdict_reasons: _containers.RepeatedScalarFieldContainer[str]
+    challenge: str
+    def __init__(self, allowed: _Optional[bool] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., token_status: _Optional[_Union[TokenStatus, str]] = ..., invalid_reason: _Optional[str] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., hostname: _Optional[str] = ..., assessment_name: _Optional[str] = ..., account_defender_labels: _Optional[_Iterable[str]] = ..., replayed: _Optional[bool] = ..., android_package_name: _Optional[str] = ..., ios_bundle_id: _Optional[str] = ..., threshold: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recommended_action: _Optional[_Union[RecommendedAction, str]] = ..., decided_by: _Optional[str] = ..., policy_version: _Optional[str] = ..., sms_toll_fraud_risk: _Optional[float] = ..., sms_toll_fraud_reasons: _Optional[_Iterable[str]] = ..., transaction_risk: _Optional[float] = ..., transaction_risk_reasons: _Optional[_Iterable[str]] = ..., stolen_instrument_risk: _Optional[float] = ..., card_testing_risk: _Optional[float] = ..., behavioral_trust: _Optional[float] = ..., account_takeover_risk: _Optional[float] = ..., account_takeover_risk_reasons: _Optional[_Iterable[str]] = ..., account_takeover_trust_reasons: _Optional[_Iterable[str]] = ..., extended_verdict_reasons: _Optional[_Iterable[str]] = ..., challenge: _Optional[str] = ...) -> None: ...
 
 class AnnotateRequest(_message.Message):
-    __slots__ = ("assessment_name", "annotation", "reasons", "account_id", "transaction_event", "wait_for_upstream")
+    __slots__ = ("assessment_name", "annotation", "reasons", "account_id", "transaction_event", "wait_for_upstream", "phone_authentication_event")
     ASSESSMENT_NAME_FIELD_NUMBER: _ClassVar[int]
     ANNOTATION_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     TRANSACTION_EVENT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_UPSTREAM_FIELD_NUMBER: _ClassVar[int]
+    PHONE_AUTHENTICATION_EVENT_FIELD_NUMBER: _ClassVar[int]
     assessment_name: str
     annotation: Annotation
     reasons: _containers.RepeatedScalarFieldContainer[AnnotationReason]
     account_id: str
     transaction_event: TransactionEvent
     wait_for_upstream: bool
-    def __init__(self, assessment_name: _Optional[str] = ..., annotation: _Optional[_Union[Annotation, str]] = ..., reasons: _Optional[_Iterable[_Union[AnnotationReason, str]]] = ..., account_id: _Optional[str] = ..., transaction_event: _Optional[_Union[TransactionEvent, _Mapping]] = ..., wait_for_upstream: _Optional[bool] = ...) -> None: ...
+    phone_authentication_event: PhoneAuthenticationEvent
+    def __init__(self, assessment_name: _Optional[str] = ..., annotation: _Optional[_Union[Annotation, str]] = ..., reasons: _Optional[_Iterable[_Union[AnnotationReason, str]]] = ..., account_id: _Optional[str] = ..., transaction_event: _Optional[_Union[TransactionEvent, _Mapping]] = ..., wait_for_upstream: _Optional[bool] = ..., phone_authentication_event: _Optional[_Union[PhoneAuthenticationEvent, _Mapping]] = ...) -> None: ...
+
+class PhoneAuthenticationEvent(_message.Message):
+    __slots__ = ("phone_number", "event_time")
+    PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    phone_number: str
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, phone_number: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TransactionEvent(_message.Message):
     __slots__ = ("event_type", "reason", "value", "event_time")

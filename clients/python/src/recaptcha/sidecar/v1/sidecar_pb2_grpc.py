@@ -45,6 +45,11 @@ class VerificationServiceStub:
                 request_serializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.AnnotateRequest.SerializeToString,
                 response_deserializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.AnnotateResponse.FromString,
                 _registered_method=True)
+        self.SearchRelatedAccounts = channel.unary_unary(
+                '/recaptcha.sidecar.v1.VerificationService/SearchRelatedAccounts',
+                request_serializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.SearchRelatedAccountsRequest.SerializeToString,
+                response_deserializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.SearchRelatedAccountsResponse.FromString,
+                _registered_method=True)
 
 
 class VerificationServiceServicer:
@@ -69,6 +74,18 @@ class VerificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchRelatedAccounts(self, request, context):
+        """SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+        (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+        group, a page at a time. The account id is protected on its way up exactly as Assess
+        protects it; the ids that come back are decrypted under deterministic encryption, and come
+        back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+        Upstream failures are gRPC statuses, as for a synchronous Annotate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +98,11 @@ def add_VerificationServiceServicer_to_server(servicer, server):
                     servicer.Annotate,
                     request_deserializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.AnnotateRequest.FromString,
                     response_serializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.AnnotateResponse.SerializeToString,
+            ),
+            'SearchRelatedAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchRelatedAccounts,
+                    request_deserializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.SearchRelatedAccountsRequest.FromString,
+                    response_serializer=recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.SearchRelatedAccountsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +160,33 @@ class VerificationService:
             '/recaptcha.sidecar.v1.VerificationService/Annotate',
             recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.AnnotateRequest.SerializeToString,
             recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.AnnotateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchRelatedAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recaptcha.sidecar.v1.VerificationService/SearchRelatedAccounts',
+            recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.SearchRelatedAccountsRequest.SerializeToString,
+            recaptcha_dot_sidecar_dot_v1_dot_sidecar__pb2.SearchRelatedAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,14 @@ class VerificationServiceStub:
     AnnotateAssessment). By default the annotation is stored durably and acknowledged at once;
     it is delivered upstream in batches.
     """
+    SearchRelatedAccounts: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.SearchRelatedAccountsRequest, _sidecar_pb2.SearchRelatedAccountsResponse]
+    """SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+    (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+    group, a page at a time. The account id is protected on its way up exactly as Assess
+    protects it; the ids that come back are decrypted under deterministic encryption, and come
+    back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+    Upstream failures are gRPC statuses, as for a synchronous Annotate.
+    """
 
 @_typing.type_check_only
 class VerificationServiceAsyncStub(VerificationServiceStub):
@@ -64,6 +72,14 @@ class VerificationServiceAsyncStub(VerificationServiceStub):
     """Annotate reports what happened after an assessment (reCAPTCHA Enterprise
     AnnotateAssessment). By default the annotation is stored durably and acknowledged at once;
     it is delivered upstream in batches.
+    """
+    SearchRelatedAccounts: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.SearchRelatedAccountsRequest, _sidecar_pb2.SearchRelatedAccountsResponse]  # type: ignore[assignment]
+    """SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+    (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+    group, a page at a time. The account id is protected on its way up exactly as Assess
+    protects it; the ids that come back are decrypted under deterministic encryption, and come
+    back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+    Upstream failures are gRPC statuses, as for a synchronous Annotate.
     """
 
 class VerificationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +105,20 @@ class VerificationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Annotate reports what happened after an assessment (reCAPTCHA Enterprise
         AnnotateAssessment). By default the annotation is stored durably and acknowledged at once;
         it is delivered upstream in batches.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchRelatedAccounts(
+        self,
+        request: _sidecar_pb2.SearchRelatedAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sidecar_pb2.SearchRelatedAccountsResponse, _abc.Awaitable[_sidecar_pb2.SearchRelatedAccountsResponse]]:
+        """SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+        (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+        group, a page at a time. The account id is protected on its way up exactly as Assess
+        protects it; the ids that come back are decrypted under deterministic encryption, and come
+        back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+        Upstream failures are gRPC statuses, as for a synchronous Annotate.
         """
 
 def add_VerificationServiceServicer_to_server(servicer: VerificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -157,7 +157,7 @@ export function verdictToJSON(object: Verdict): string {
 
 /** TokenStatus mirrors Identity Platform's reCAPTCHA token_count metric. */
 export enum TokenStatus {
-  /** TOKEN_STATUS_UNSPECIFIED - Never returned. */
+  /** TOKEN_STATUS_UNSPECIFIED - No token: the answer to an express assessment (AssessRequest.express). */
   TOKEN_STATUS_UNSPECIFIED = 0,
   /** TOKEN_STATUS_VALID - Upstream says the token is valid. */
   TOKEN_STATUS_VALID = 1,
@@ -651,6 +651,46 @@ export function annotationDeliveryToJSON(object: AnnotationDelivery): string {
   }
 }
 
+/** SearchRelatedAccountsRequest names the account whose related accounts are wanted. */
+export interface SearchRelatedAccountsRequest {
+  /**
+   * Required. The account id, as the app gives it to Assess (at most 8,192 bytes). Protected
+   * like AssessRequest.account_id before it leaves the pod; never logged or exported in clear.
+   */
+  accountId: string;
+  /**
+   * Optional. The most memberships in one page, 1 to 1,000 (more is taken as 1,000); 0 means
+   * upstream's default (50).
+   */
+  pageSize: number;
+  /** Optional. The `next_page_token` of the previous page, to get the next one. */
+  pageToken: string;
+}
+
+/** SearchRelatedAccountsResponse is one page of related accounts. */
+export interface SearchRelatedAccountsResponse {
+  /** Output only. The memberships of the related-account groups the account belongs to. */
+  relatedAccounts: RelatedAccount[];
+  /** Output only. Pass as `page_token` for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** RelatedAccount is one account in a related-account group. */
+export interface RelatedAccount {
+  /**
+   * Output only. The account's id: the app's own id when the sidecar could decrypt it
+   * (`decrypted`), else what Google holds (the plain id, or an HMAC-SHA256 hash to map back).
+   */
+  accountId: string;
+  /** Output only. The group: "projects/PROJECT_NUMBER/relatedaccountgroups/GROUP". */
+  group: string;
+  /**
+   * Output only. True when `account_id` was decrypted by the sidecar (deterministic-encryption);
+   * false when it is what Google holds.
+   */
+  decrypted: boolean;
+}
+
 /** AssessRequest carries one token and what the app knows about the request that brought it. */
 export interface AssessRequest {
   /**
@@ -707,6 +747,128 @@ export interface AssessRequest {
    * answered without an upstream call, with TOKEN_STATUS_UNCHECKED.
    */
   clientType: ClientType;
+  /**
+   * Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+   * server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+   * the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+   * VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+   * one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+   * skipped and the action's threshold decides from the score; `token_status` stays
+   * TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+   */
+  express: boolean;
+  /**
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   */
+  transactionData: TransactionData | undefined;
+}
+
+/**
+ * TransactionData describes a payment, as reCAPTCHA's TransactionData does. Every string is at
+ * most 8,192 bytes; amounts are finite and not negative.
+ */
+export interface TransactionData {
+  /** Optional. Your id of the transaction. */
+  transactionId: string;
+  /**
+   * Optional. How it is paid: "credit-card", "debit-card", "gift-card", "processor-{name}" (e.g.
+   * "processor-paypal") or "custom-{name}".
+   */
+  paymentMethod: string;
+  /** Optional. The card's Bank Identification Number: its first 6 to 8 digits. */
+  cardBin: string;
+  /** Optional. The card's last four digits. */
+  cardLastFour: string;
+  /** Optional. The ISO 4217 code of the currency of every amount (e.g. "USD"). */
+  currencyCode: string;
+  /** Optional. The amount paid, shipping included. */
+  value: number;
+  /** Optional. The shipping cost, included in `value`. */
+  shippingValue: number;
+  /** Optional. Where the goods are sent. */
+  shippingAddress:
+    | TransactionData_Address
+    | undefined;
+  /** Optional. The address of the payment method. */
+  billingAddress:
+    | TransactionData_Address
+    | undefined;
+  /** Optional. Who pays. */
+  user:
+    | TransactionData_User
+    | undefined;
+  /** Optional. Who sells (marketplaces), at most 100. */
+  merchants: TransactionData_User[];
+  /** Optional. What is bought, at most 100 lines. */
+  items: TransactionData_Item[];
+  /** Optional. The payment gateway's answer. */
+  gatewayInfo: TransactionData_GatewayInfo | undefined;
+}
+
+/** A postal address. */
+export interface TransactionData_Address {
+  /** Optional. The recipient's name. */
+  recipient: string;
+  /** Optional. The street address lines, at most 10. */
+  address: string[];
+  /** Optional. The town or city. */
+  locality: string;
+  /** Optional. The state, province or other top-level area. */
+  administrativeArea: string;
+  /** Optional. The CLDR region code (e.g. "US"). */
+  regionCode: string;
+  /** Optional. The postal code. */
+  postalCode: string;
+}
+
+/** A user taking part: the payer, or a merchant on a marketplace. */
+export interface TransactionData_User {
+  /**
+   * Optional. The user's stable account id; protected like AssessRequest.account_id (use the
+   * same id as there, so account defender links the two).
+   */
+  accountId: string;
+  /** Optional. When the account was created, in milliseconds since the epoch (not negative). */
+  creationMs: number;
+  /** Optional. The user's e-mail address. Never logged or exported in clear. */
+  email: string;
+  /** Optional. Whether the e-mail address was verified. */
+  emailVerified: boolean;
+  /** Optional. The user's phone number. Never logged or exported in clear. */
+  phoneNumber: string;
+  /** Optional. Whether the phone number was verified. */
+  phoneVerified: boolean;
+}
+
+/** One line of the purchase. */
+export interface TransactionData_Item {
+  /** Optional. What is bought. */
+  name: string;
+  /** Optional. Its unit price, in the transaction's currency (finite, not negative). */
+  value: number;
+  /** Optional. How many (not negative). */
+  quantity: number;
+  /**
+   * Optional. The account id of the merchant selling it (one of `merchants`); protected like
+   * AssessRequest.account_id.
+   */
+  merchantAccountId: string;
+}
+
+/** What the payment gateway answered. */
+export interface TransactionData_GatewayInfo {
+  /** Optional. The gateway's name (e.g. "stripe"). */
+  name: string;
+  /** Optional. The gateway's response code. */
+  gatewayResponseCode: string;
+  /** Optional. The address verification (AVS) response code. */
+  avsResponseCode: string;
+  /** Optional. The card verification value (CVV) response code. */
+  cvvResponseCode: string;
 }
 
 /** UserId is one identifier of an end user's account. */
@@ -787,6 +949,71 @@ export interface AssessResponse {
   decidedBy: string;
   /** Output only. The version of the policy that made the decision. */
   policyVersion: string;
+  /**
+   * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+   * number in `user_ids` is toll fraud (reCAPTCHA's
+   * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+   * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+   * action's `max_sms_toll_fraud_risk`.
+   */
+  smsTollFraudRisk?:
+    | number
+    | undefined;
+  /** Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER"). */
+  smsTollFraudReasons: string[];
+  /**
+   * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+   * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+   * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+   * with the action's `max_transaction_risk`.
+   */
+  transactionRisk?:
+    | number
+    | undefined;
+  /** Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY"). */
+  transactionRiskReasons: string[];
+  /**
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+   * Absent when not given.
+   */
+  stolenInstrumentRisk?:
+    | number
+    | undefined;
+  /**
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+   * (carding). Absent when not given.
+   */
+  cardTestingRisk?:
+    | number
+    | undefined;
+  /**
+   * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+   * is more trusted. Absent when not given.
+   */
+  behavioralTrust?:
+    | number
+    | undefined;
+  /**
+   * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+   * account is being taken over. Absent when not given.
+   */
+  accountTakeoverRisk?:
+    | number
+    | undefined;
+  /** Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS"). */
+  accountTakeoverRiskReasons: string[];
+  /** Output only. Why the account is trusted (e.g. "PROFILE_MATCH"). */
+  accountTakeoverTrustReasons: string[];
+  /**
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   */
+  extendedVerdictReasons: string[];
+  /**
+   * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+   * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+   */
+  challenge: string;
 }
 
 /** AnnotateRequest reports the outcome of an earlier assessment. */
@@ -808,6 +1035,22 @@ export interface AnnotateRequest {
    * stored. Errors of the upstream call are then returned as gRPC statuses.
    */
   waitForUpstream: boolean;
+  /**
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   */
+  phoneAuthenticationEvent: PhoneAuthenticationEvent | undefined;
+}
+
+/** PhoneAuthenticationEvent reports an SMS or call sent to verify a phone number. */
+export interface PhoneAuthenticationEvent {
+  /**
+   * Required. The phone number the challenge went to, in E.164 form (e.g. "+15555550100"). Sent
+   * upstream as given; never logged or exported in clear.
+   */
+  phoneNumber: string;
+  /** Optional. When the challenge was sent (between 1970 and 9999). */
+  eventTime: Date | undefined;
 }
 
 /** TransactionEvent describes a payment event that followed an assessment. */
@@ -828,6 +1071,319 @@ export interface AnnotateResponse {
   delivery: AnnotationDelivery;
 }
 
+function createBaseSearchRelatedAccountsRequest(): SearchRelatedAccountsRequest {
+  return { accountId: "", pageSize: 0, pageToken: "" };
+}
+
+export const SearchRelatedAccountsRequest: MessageFns<SearchRelatedAccountsRequest> = {
+  encode(message: SearchRelatedAccountsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchRelatedAccountsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchRelatedAccountsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchRelatedAccountsRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: SearchRelatedAccountsRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchRelatedAccountsRequest>, I>>(base?: I): SearchRelatedAccountsRequest {
+    return SearchRelatedAccountsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchRelatedAccountsRequest>, I>>(object: I): SearchRelatedAccountsRequest {
+    const message = createBaseSearchRelatedAccountsRequest();
+    message.accountId = object.accountId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchRelatedAccountsResponse(): SearchRelatedAccountsResponse {
+  return { relatedAccounts: [], nextPageToken: "" };
+}
+
+export const SearchRelatedAccountsResponse: MessageFns<SearchRelatedAccountsResponse> = {
+  encode(message: SearchRelatedAccountsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.relatedAccounts) {
+      RelatedAccount.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchRelatedAccountsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchRelatedAccountsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.relatedAccounts.push(RelatedAccount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchRelatedAccountsResponse {
+    return {
+      relatedAccounts: globalThis.Array.isArray(object?.relatedAccounts)
+        ? object.relatedAccounts.map((e: any) => RelatedAccount.fromJSON(e))
+        : globalThis.Array.isArray(object?.related_accounts)
+        ? object.related_accounts.map((e: any) => RelatedAccount.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: SearchRelatedAccountsResponse): unknown {
+    const obj: any = {};
+    if (message.relatedAccounts?.length) {
+      obj.relatedAccounts = message.relatedAccounts.map((e) => RelatedAccount.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchRelatedAccountsResponse>, I>>(base?: I): SearchRelatedAccountsResponse {
+    return SearchRelatedAccountsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchRelatedAccountsResponse>, I>>(
+    object: I,
+  ): SearchRelatedAccountsResponse {
+    const message = createBaseSearchRelatedAccountsResponse();
+    message.relatedAccounts = object.relatedAccounts?.map((e) => RelatedAccount.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseRelatedAccount(): RelatedAccount {
+  return { accountId: "", group: "", decrypted: false };
+}
+
+export const RelatedAccount: MessageFns<RelatedAccount> = {
+  encode(message: RelatedAccount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.group !== "") {
+      writer.uint32(18).string(message.group);
+    }
+    if (message.decrypted !== false) {
+      writer.uint32(24).bool(message.decrypted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelatedAccount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelatedAccount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.decrypted = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RelatedAccount {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
+      decrypted: isSet(object.decrypted) ? globalThis.Boolean(object.decrypted) : false,
+    };
+  },
+
+  toJSON(message: RelatedAccount): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.group !== "") {
+      obj.group = message.group;
+    }
+    if (message.decrypted !== false) {
+      obj.decrypted = message.decrypted;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RelatedAccount>, I>>(base?: I): RelatedAccount {
+    return RelatedAccount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RelatedAccount>, I>>(object: I): RelatedAccount {
+    const message = createBaseRelatedAccount();
+    message.accountId = object.accountId ?? "";
+    message.group = object.group ?? "";
+    message.decrypted = object.decrypted ?? false;
+    return message;
+  },
+};
+
 function createBaseAssessRequest(): AssessRequest {
   return {
     token: "",
@@ -843,6 +1399,8 @@ function createBaseAssessRequest(): AssessRequest {
     idempotencyKey: "",
     headers: [],
     clientType: 0,
+    express: false,
+    transactionData: undefined,
   };
 }
 
@@ -886,6 +1444,12 @@ export const AssessRequest: MessageFns<AssessRequest> = {
     }
     if (message.clientType !== 0) {
       writer.uint32(104).int32(message.clientType);
+    }
+    if (message.express !== false) {
+      writer.uint32(112).bool(message.express);
+    }
+    if (message.transactionData !== undefined) {
+      TransactionData.encode(message.transactionData, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -1007,6 +1571,22 @@ export const AssessRequest: MessageFns<AssessRequest> = {
             message.clientType = reader.int32() as any;
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.express = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.transactionData = TransactionData.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1072,6 +1652,12 @@ export const AssessRequest: MessageFns<AssessRequest> = {
         : isSet(object.client_type)
         ? clientTypeFromJSON(object.client_type)
         : 0,
+      express: isSet(object.express) ? globalThis.Boolean(object.express) : false,
+      transactionData: isSet(object.transactionData)
+        ? TransactionData.fromJSON(object.transactionData)
+        : isSet(object.transaction_data)
+        ? TransactionData.fromJSON(object.transaction_data)
+        : undefined,
     };
   },
 
@@ -1116,6 +1702,12 @@ export const AssessRequest: MessageFns<AssessRequest> = {
     if (message.clientType !== 0) {
       obj.clientType = clientTypeToJSON(message.clientType);
     }
+    if (message.express !== false) {
+      obj.express = message.express;
+    }
+    if (message.transactionData !== undefined) {
+      obj.transactionData = TransactionData.toJSON(message.transactionData);
+    }
     return obj;
   },
 
@@ -1137,6 +1729,913 @@ export const AssessRequest: MessageFns<AssessRequest> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.headers = object.headers?.map((e) => e) || [];
     message.clientType = object.clientType ?? 0;
+    message.express = object.express ?? false;
+    message.transactionData = (object.transactionData !== undefined && object.transactionData !== null)
+      ? TransactionData.fromPartial(object.transactionData)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTransactionData(): TransactionData {
+  return {
+    transactionId: "",
+    paymentMethod: "",
+    cardBin: "",
+    cardLastFour: "",
+    currencyCode: "",
+    value: 0,
+    shippingValue: 0,
+    shippingAddress: undefined,
+    billingAddress: undefined,
+    user: undefined,
+    merchants: [],
+    items: [],
+    gatewayInfo: undefined,
+  };
+}
+
+export const TransactionData: MessageFns<TransactionData> = {
+  encode(message: TransactionData, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.paymentMethod !== "") {
+      writer.uint32(18).string(message.paymentMethod);
+    }
+    if (message.cardBin !== "") {
+      writer.uint32(26).string(message.cardBin);
+    }
+    if (message.cardLastFour !== "") {
+      writer.uint32(34).string(message.cardLastFour);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(42).string(message.currencyCode);
+    }
+    if (message.value !== 0) {
+      writer.uint32(49).double(message.value);
+    }
+    if (message.shippingValue !== 0) {
+      writer.uint32(57).double(message.shippingValue);
+    }
+    if (message.shippingAddress !== undefined) {
+      TransactionData_Address.encode(message.shippingAddress, writer.uint32(66).fork()).join();
+    }
+    if (message.billingAddress !== undefined) {
+      TransactionData_Address.encode(message.billingAddress, writer.uint32(74).fork()).join();
+    }
+    if (message.user !== undefined) {
+      TransactionData_User.encode(message.user, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.merchants) {
+      TransactionData_User.encode(v!, writer.uint32(90).fork()).join();
+    }
+    for (const v of message.items) {
+      TransactionData_Item.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.gatewayInfo !== undefined) {
+      TransactionData_GatewayInfo.encode(message.gatewayInfo, writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionData {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionData();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.paymentMethod = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cardBin = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cardLastFour = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.shippingValue = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.shippingAddress = TransactionData_Address.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.billingAddress = TransactionData_Address.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.user = TransactionData_User.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.merchants.push(TransactionData_User.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.items.push(TransactionData_Item.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.gatewayInfo = TransactionData_GatewayInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionData {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      paymentMethod: isSet(object.paymentMethod)
+        ? globalThis.String(object.paymentMethod)
+        : isSet(object.payment_method)
+        ? globalThis.String(object.payment_method)
+        : "",
+      cardBin: isSet(object.cardBin)
+        ? globalThis.String(object.cardBin)
+        : isSet(object.card_bin)
+        ? globalThis.String(object.card_bin)
+        : "",
+      cardLastFour: isSet(object.cardLastFour)
+        ? globalThis.String(object.cardLastFour)
+        : isSet(object.card_last_four)
+        ? globalThis.String(object.card_last_four)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      shippingValue: isSet(object.shippingValue)
+        ? globalThis.Number(object.shippingValue)
+        : isSet(object.shipping_value)
+        ? globalThis.Number(object.shipping_value)
+        : 0,
+      shippingAddress: isSet(object.shippingAddress)
+        ? TransactionData_Address.fromJSON(object.shippingAddress)
+        : isSet(object.shipping_address)
+        ? TransactionData_Address.fromJSON(object.shipping_address)
+        : undefined,
+      billingAddress: isSet(object.billingAddress)
+        ? TransactionData_Address.fromJSON(object.billingAddress)
+        : isSet(object.billing_address)
+        ? TransactionData_Address.fromJSON(object.billing_address)
+        : undefined,
+      user: isSet(object.user) ? TransactionData_User.fromJSON(object.user) : undefined,
+      merchants: globalThis.Array.isArray(object?.merchants)
+        ? object.merchants.map((e: any) => TransactionData_User.fromJSON(e))
+        : [],
+      items: globalThis.Array.isArray(object?.items)
+        ? object.items.map((e: any) => TransactionData_Item.fromJSON(e))
+        : [],
+      gatewayInfo: isSet(object.gatewayInfo)
+        ? TransactionData_GatewayInfo.fromJSON(object.gatewayInfo)
+        : isSet(object.gateway_info)
+        ? TransactionData_GatewayInfo.fromJSON(object.gateway_info)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TransactionData): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.paymentMethod !== "") {
+      obj.paymentMethod = message.paymentMethod;
+    }
+    if (message.cardBin !== "") {
+      obj.cardBin = message.cardBin;
+    }
+    if (message.cardLastFour !== "") {
+      obj.cardLastFour = message.cardLastFour;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    if (message.shippingValue !== 0) {
+      obj.shippingValue = floatToJson(message.shippingValue);
+    }
+    if (message.shippingAddress !== undefined) {
+      obj.shippingAddress = TransactionData_Address.toJSON(message.shippingAddress);
+    }
+    if (message.billingAddress !== undefined) {
+      obj.billingAddress = TransactionData_Address.toJSON(message.billingAddress);
+    }
+    if (message.user !== undefined) {
+      obj.user = TransactionData_User.toJSON(message.user);
+    }
+    if (message.merchants?.length) {
+      obj.merchants = message.merchants.map((e) => TransactionData_User.toJSON(e));
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => TransactionData_Item.toJSON(e));
+    }
+    if (message.gatewayInfo !== undefined) {
+      obj.gatewayInfo = TransactionData_GatewayInfo.toJSON(message.gatewayInfo);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransactionData>, I>>(base?: I): TransactionData {
+    return TransactionData.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransactionData>, I>>(object: I): TransactionData {
+    const message = createBaseTransactionData();
+    message.transactionId = object.transactionId ?? "";
+    message.paymentMethod = object.paymentMethod ?? "";
+    message.cardBin = object.cardBin ?? "";
+    message.cardLastFour = object.cardLastFour ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.value = object.value ?? 0;
+    message.shippingValue = object.shippingValue ?? 0;
+    message.shippingAddress = (object.shippingAddress !== undefined && object.shippingAddress !== null)
+      ? TransactionData_Address.fromPartial(object.shippingAddress)
+      : undefined;
+    message.billingAddress = (object.billingAddress !== undefined && object.billingAddress !== null)
+      ? TransactionData_Address.fromPartial(object.billingAddress)
+      : undefined;
+    message.user = (object.user !== undefined && object.user !== null)
+      ? TransactionData_User.fromPartial(object.user)
+      : undefined;
+    message.merchants = object.merchants?.map((e) => TransactionData_User.fromPartial(e)) || [];
+    message.items = object.items?.map((e) => TransactionData_Item.fromPartial(e)) || [];
+    message.gatewayInfo = (object.gatewayInfo !== undefined && object.gatewayInfo !== null)
+      ? TransactionData_GatewayInfo.fromPartial(object.gatewayInfo)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTransactionData_Address(): TransactionData_Address {
+  return { recipient: "", address: [], locality: "", administrativeArea: "", regionCode: "", postalCode: "" };
+}
+
+export const TransactionData_Address: MessageFns<TransactionData_Address> = {
+  encode(message: TransactionData_Address, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recipient !== "") {
+      writer.uint32(10).string(message.recipient);
+    }
+    for (const v of message.address) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.locality !== "") {
+      writer.uint32(26).string(message.locality);
+    }
+    if (message.administrativeArea !== "") {
+      writer.uint32(34).string(message.administrativeArea);
+    }
+    if (message.regionCode !== "") {
+      writer.uint32(42).string(message.regionCode);
+    }
+    if (message.postalCode !== "") {
+      writer.uint32(50).string(message.postalCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionData_Address {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionData_Address();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.recipient = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.locality = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.administrativeArea = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.regionCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.postalCode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionData_Address {
+    return {
+      recipient: isSet(object.recipient) ? globalThis.String(object.recipient) : "",
+      address: globalThis.Array.isArray(object?.address) ? object.address.map((e: any) => globalThis.String(e)) : [],
+      locality: isSet(object.locality) ? globalThis.String(object.locality) : "",
+      administrativeArea: isSet(object.administrativeArea)
+        ? globalThis.String(object.administrativeArea)
+        : isSet(object.administrative_area)
+        ? globalThis.String(object.administrative_area)
+        : "",
+      regionCode: isSet(object.regionCode)
+        ? globalThis.String(object.regionCode)
+        : isSet(object.region_code)
+        ? globalThis.String(object.region_code)
+        : "",
+      postalCode: isSet(object.postalCode)
+        ? globalThis.String(object.postalCode)
+        : isSet(object.postal_code)
+        ? globalThis.String(object.postal_code)
+        : "",
+    };
+  },
+
+  toJSON(message: TransactionData_Address): unknown {
+    const obj: any = {};
+    if (message.recipient !== "") {
+      obj.recipient = message.recipient;
+    }
+    if (message.address?.length) {
+      obj.address = message.address;
+    }
+    if (message.locality !== "") {
+      obj.locality = message.locality;
+    }
+    if (message.administrativeArea !== "") {
+      obj.administrativeArea = message.administrativeArea;
+    }
+    if (message.regionCode !== "") {
+      obj.regionCode = message.regionCode;
+    }
+    if (message.postalCode !== "") {
+      obj.postalCode = message.postalCode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransactionData_Address>, I>>(base?: I): TransactionData_Address {
+    return TransactionData_Address.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransactionData_Address>, I>>(object: I): TransactionData_Address {
+    const message = createBaseTransactionData_Address();
+    message.recipient = object.recipient ?? "";
+    message.address = object.address?.map((e) => e) || [];
+    message.locality = object.locality ?? "";
+    message.administrativeArea = object.administrativeArea ?? "";
+    message.regionCode = object.regionCode ?? "";
+    message.postalCode = object.postalCode ?? "";
+    return message;
+  },
+};
+
+function createBaseTransactionData_User(): TransactionData_User {
+  return { accountId: "", creationMs: 0, email: "", emailVerified: false, phoneNumber: "", phoneVerified: false };
+}
+
+export const TransactionData_User: MessageFns<TransactionData_User> = {
+  encode(message: TransactionData_User, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.creationMs !== 0) {
+      writer.uint32(16).int64(message.creationMs);
+    }
+    if (message.email !== "") {
+      writer.uint32(26).string(message.email);
+    }
+    if (message.emailVerified !== false) {
+      writer.uint32(32).bool(message.emailVerified);
+    }
+    if (message.phoneNumber !== "") {
+      writer.uint32(42).string(message.phoneNumber);
+    }
+    if (message.phoneVerified !== false) {
+      writer.uint32(48).bool(message.phoneVerified);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionData_User {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionData_User();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.creationMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.emailVerified = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.phoneNumber = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.phoneVerified = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionData_User {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      creationMs: isSet(object.creationMs)
+        ? globalThis.Number(object.creationMs)
+        : isSet(object.creation_ms)
+        ? globalThis.Number(object.creation_ms)
+        : 0,
+      email: isSet(object.email) ? globalThis.String(object.email) : "",
+      emailVerified: isSet(object.emailVerified)
+        ? globalThis.Boolean(object.emailVerified)
+        : isSet(object.email_verified)
+        ? globalThis.Boolean(object.email_verified)
+        : false,
+      phoneNumber: isSet(object.phoneNumber)
+        ? globalThis.String(object.phoneNumber)
+        : isSet(object.phone_number)
+        ? globalThis.String(object.phone_number)
+        : "",
+      phoneVerified: isSet(object.phoneVerified)
+        ? globalThis.Boolean(object.phoneVerified)
+        : isSet(object.phone_verified)
+        ? globalThis.Boolean(object.phone_verified)
+        : false,
+    };
+  },
+
+  toJSON(message: TransactionData_User): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.creationMs !== 0) {
+      obj.creationMs = Math.round(message.creationMs);
+    }
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    if (message.emailVerified !== false) {
+      obj.emailVerified = message.emailVerified;
+    }
+    if (message.phoneNumber !== "") {
+      obj.phoneNumber = message.phoneNumber;
+    }
+    if (message.phoneVerified !== false) {
+      obj.phoneVerified = message.phoneVerified;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransactionData_User>, I>>(base?: I): TransactionData_User {
+    return TransactionData_User.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransactionData_User>, I>>(object: I): TransactionData_User {
+    const message = createBaseTransactionData_User();
+    message.accountId = object.accountId ?? "";
+    message.creationMs = object.creationMs ?? 0;
+    message.email = object.email ?? "";
+    message.emailVerified = object.emailVerified ?? false;
+    message.phoneNumber = object.phoneNumber ?? "";
+    message.phoneVerified = object.phoneVerified ?? false;
+    return message;
+  },
+};
+
+function createBaseTransactionData_Item(): TransactionData_Item {
+  return { name: "", value: 0, quantity: 0, merchantAccountId: "" };
+}
+
+export const TransactionData_Item: MessageFns<TransactionData_Item> = {
+  encode(message: TransactionData_Item, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    if (message.quantity !== 0) {
+      writer.uint32(24).int64(message.quantity);
+    }
+    if (message.merchantAccountId !== "") {
+      writer.uint32(34).string(message.merchantAccountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionData_Item {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionData_Item();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.quantity = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.merchantAccountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionData_Item {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      quantity: isSet(object.quantity) ? globalThis.Number(object.quantity) : 0,
+      merchantAccountId: isSet(object.merchantAccountId)
+        ? globalThis.String(object.merchantAccountId)
+        : isSet(object.merchant_account_id)
+        ? globalThis.String(object.merchant_account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TransactionData_Item): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    if (message.quantity !== 0) {
+      obj.quantity = Math.round(message.quantity);
+    }
+    if (message.merchantAccountId !== "") {
+      obj.merchantAccountId = message.merchantAccountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransactionData_Item>, I>>(base?: I): TransactionData_Item {
+    return TransactionData_Item.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransactionData_Item>, I>>(object: I): TransactionData_Item {
+    const message = createBaseTransactionData_Item();
+    message.name = object.name ?? "";
+    message.value = object.value ?? 0;
+    message.quantity = object.quantity ?? 0;
+    message.merchantAccountId = object.merchantAccountId ?? "";
+    return message;
+  },
+};
+
+function createBaseTransactionData_GatewayInfo(): TransactionData_GatewayInfo {
+  return { name: "", gatewayResponseCode: "", avsResponseCode: "", cvvResponseCode: "" };
+}
+
+export const TransactionData_GatewayInfo: MessageFns<TransactionData_GatewayInfo> = {
+  encode(message: TransactionData_GatewayInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.gatewayResponseCode !== "") {
+      writer.uint32(18).string(message.gatewayResponseCode);
+    }
+    if (message.avsResponseCode !== "") {
+      writer.uint32(26).string(message.avsResponseCode);
+    }
+    if (message.cvvResponseCode !== "") {
+      writer.uint32(34).string(message.cvvResponseCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionData_GatewayInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionData_GatewayInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.gatewayResponseCode = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.avsResponseCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cvvResponseCode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionData_GatewayInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      gatewayResponseCode: isSet(object.gatewayResponseCode)
+        ? globalThis.String(object.gatewayResponseCode)
+        : isSet(object.gateway_response_code)
+        ? globalThis.String(object.gateway_response_code)
+        : "",
+      avsResponseCode: isSet(object.avsResponseCode)
+        ? globalThis.String(object.avsResponseCode)
+        : isSet(object.avs_response_code)
+        ? globalThis.String(object.avs_response_code)
+        : "",
+      cvvResponseCode: isSet(object.cvvResponseCode)
+        ? globalThis.String(object.cvvResponseCode)
+        : isSet(object.cvv_response_code)
+        ? globalThis.String(object.cvv_response_code)
+        : "",
+    };
+  },
+
+  toJSON(message: TransactionData_GatewayInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.gatewayResponseCode !== "") {
+      obj.gatewayResponseCode = message.gatewayResponseCode;
+    }
+    if (message.avsResponseCode !== "") {
+      obj.avsResponseCode = message.avsResponseCode;
+    }
+    if (message.cvvResponseCode !== "") {
+      obj.cvvResponseCode = message.cvvResponseCode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransactionData_GatewayInfo>, I>>(base?: I): TransactionData_GatewayInfo {
+    return TransactionData_GatewayInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransactionData_GatewayInfo>, I>>(object: I): TransactionData_GatewayInfo {
+    const message = createBaseTransactionData_GatewayInfo();
+    message.name = object.name ?? "";
+    message.gatewayResponseCode = object.gatewayResponseCode ?? "";
+    message.avsResponseCode = object.avsResponseCode ?? "";
+    message.cvvResponseCode = object.cvvResponseCode ?? "";
     return message;
   },
 };
@@ -1266,6 +2765,18 @@ function createBaseAssessResponse(): AssessResponse {
     recommendedAction: 0,
     decidedBy: "",
     policyVersion: "",
+    smsTollFraudRisk: undefined,
+    smsTollFraudReasons: [],
+    transactionRisk: undefined,
+    transactionRiskReasons: [],
+    stolenInstrumentRisk: undefined,
+    cardTestingRisk: undefined,
+    behavioralTrust: undefined,
+    accountTakeoverRisk: undefined,
+    accountTakeoverRiskReasons: [],
+    accountTakeoverTrustReasons: [],
+    extendedVerdictReasons: [],
+    challenge: "",
   };
 }
 
@@ -1324,6 +2835,42 @@ export const AssessResponse: MessageFns<AssessResponse> = {
     }
     if (message.policyVersion !== "") {
       writer.uint32(146).string(message.policyVersion);
+    }
+    if (message.smsTollFraudRisk !== undefined) {
+      writer.uint32(157).float(message.smsTollFraudRisk);
+    }
+    for (const v of message.smsTollFraudReasons) {
+      writer.uint32(162).string(v!);
+    }
+    if (message.transactionRisk !== undefined) {
+      writer.uint32(173).float(message.transactionRisk);
+    }
+    for (const v of message.transactionRiskReasons) {
+      writer.uint32(178).string(v!);
+    }
+    if (message.stolenInstrumentRisk !== undefined) {
+      writer.uint32(189).float(message.stolenInstrumentRisk);
+    }
+    if (message.cardTestingRisk !== undefined) {
+      writer.uint32(197).float(message.cardTestingRisk);
+    }
+    if (message.behavioralTrust !== undefined) {
+      writer.uint32(205).float(message.behavioralTrust);
+    }
+    if (message.accountTakeoverRisk !== undefined) {
+      writer.uint32(213).float(message.accountTakeoverRisk);
+    }
+    for (const v of message.accountTakeoverRiskReasons) {
+      writer.uint32(218).string(v!);
+    }
+    for (const v of message.accountTakeoverTrustReasons) {
+      writer.uint32(226).string(v!);
+    }
+    for (const v of message.extendedVerdictReasons) {
+      writer.uint32(234).string(v!);
+    }
+    if (message.challenge !== "") {
+      writer.uint32(242).string(message.challenge);
     }
     return writer;
   },
@@ -1485,6 +3032,102 @@ export const AssessResponse: MessageFns<AssessResponse> = {
             message.policyVersion = reader.string();
             continue;
           }
+          case 19: {
+            if (tag !== 157) {
+              break;
+            }
+
+            message.smsTollFraudRisk = reader.float();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.smsTollFraudReasons.push(reader.string());
+            continue;
+          }
+          case 21: {
+            if (tag !== 173) {
+              break;
+            }
+
+            message.transactionRisk = reader.float();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.transactionRiskReasons.push(reader.string());
+            continue;
+          }
+          case 23: {
+            if (tag !== 189) {
+              break;
+            }
+
+            message.stolenInstrumentRisk = reader.float();
+            continue;
+          }
+          case 24: {
+            if (tag !== 197) {
+              break;
+            }
+
+            message.cardTestingRisk = reader.float();
+            continue;
+          }
+          case 25: {
+            if (tag !== 205) {
+              break;
+            }
+
+            message.behavioralTrust = reader.float();
+            continue;
+          }
+          case 26: {
+            if (tag !== 213) {
+              break;
+            }
+
+            message.accountTakeoverRisk = reader.float();
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.accountTakeoverRiskReasons.push(reader.string());
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.accountTakeoverTrustReasons.push(reader.string());
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.extendedVerdictReasons.push(reader.string());
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.challenge = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1557,6 +3200,62 @@ export const AssessResponse: MessageFns<AssessResponse> = {
         : isSet(object.policy_version)
         ? globalThis.String(object.policy_version)
         : "",
+      smsTollFraudRisk: isSet(object.smsTollFraudRisk)
+        ? globalThis.Number(object.smsTollFraudRisk)
+        : isSet(object.sms_toll_fraud_risk)
+        ? globalThis.Number(object.sms_toll_fraud_risk)
+        : undefined,
+      smsTollFraudReasons: globalThis.Array.isArray(object?.smsTollFraudReasons)
+        ? object.smsTollFraudReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.sms_toll_fraud_reasons)
+        ? object.sms_toll_fraud_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      transactionRisk: isSet(object.transactionRisk)
+        ? globalThis.Number(object.transactionRisk)
+        : isSet(object.transaction_risk)
+        ? globalThis.Number(object.transaction_risk)
+        : undefined,
+      transactionRiskReasons: globalThis.Array.isArray(object?.transactionRiskReasons)
+        ? object.transactionRiskReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.transaction_risk_reasons)
+        ? object.transaction_risk_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      stolenInstrumentRisk: isSet(object.stolenInstrumentRisk)
+        ? globalThis.Number(object.stolenInstrumentRisk)
+        : isSet(object.stolen_instrument_risk)
+        ? globalThis.Number(object.stolen_instrument_risk)
+        : undefined,
+      cardTestingRisk: isSet(object.cardTestingRisk)
+        ? globalThis.Number(object.cardTestingRisk)
+        : isSet(object.card_testing_risk)
+        ? globalThis.Number(object.card_testing_risk)
+        : undefined,
+      behavioralTrust: isSet(object.behavioralTrust)
+        ? globalThis.Number(object.behavioralTrust)
+        : isSet(object.behavioral_trust)
+        ? globalThis.Number(object.behavioral_trust)
+        : undefined,
+      accountTakeoverRisk: isSet(object.accountTakeoverRisk)
+        ? globalThis.Number(object.accountTakeoverRisk)
+        : isSet(object.account_takeover_risk)
+        ? globalThis.Number(object.account_takeover_risk)
+        : undefined,
+      accountTakeoverRiskReasons: globalThis.Array.isArray(object?.accountTakeoverRiskReasons)
+        ? object.accountTakeoverRiskReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.account_takeover_risk_reasons)
+        ? object.account_takeover_risk_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      accountTakeoverTrustReasons: globalThis.Array.isArray(object?.accountTakeoverTrustReasons)
+        ? object.accountTakeoverTrustReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.account_takeover_trust_reasons)
+        ? object.account_takeover_trust_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      extendedVerdictReasons: globalThis.Array.isArray(object?.extendedVerdictReasons)
+        ? object.extendedVerdictReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.extended_verdict_reasons)
+        ? object.extended_verdict_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      challenge: isSet(object.challenge) ? globalThis.String(object.challenge) : "",
     };
   },
 
@@ -1616,6 +3315,42 @@ export const AssessResponse: MessageFns<AssessResponse> = {
     if (message.policyVersion !== "") {
       obj.policyVersion = message.policyVersion;
     }
+    if (message.smsTollFraudRisk !== undefined) {
+      obj.smsTollFraudRisk = floatToJson(message.smsTollFraudRisk);
+    }
+    if (message.smsTollFraudReasons?.length) {
+      obj.smsTollFraudReasons = message.smsTollFraudReasons;
+    }
+    if (message.transactionRisk !== undefined) {
+      obj.transactionRisk = floatToJson(message.transactionRisk);
+    }
+    if (message.transactionRiskReasons?.length) {
+      obj.transactionRiskReasons = message.transactionRiskReasons;
+    }
+    if (message.stolenInstrumentRisk !== undefined) {
+      obj.stolenInstrumentRisk = floatToJson(message.stolenInstrumentRisk);
+    }
+    if (message.cardTestingRisk !== undefined) {
+      obj.cardTestingRisk = floatToJson(message.cardTestingRisk);
+    }
+    if (message.behavioralTrust !== undefined) {
+      obj.behavioralTrust = floatToJson(message.behavioralTrust);
+    }
+    if (message.accountTakeoverRisk !== undefined) {
+      obj.accountTakeoverRisk = floatToJson(message.accountTakeoverRisk);
+    }
+    if (message.accountTakeoverRiskReasons?.length) {
+      obj.accountTakeoverRiskReasons = message.accountTakeoverRiskReasons;
+    }
+    if (message.accountTakeoverTrustReasons?.length) {
+      obj.accountTakeoverTrustReasons = message.accountTakeoverTrustReasons;
+    }
+    if (message.extendedVerdictReasons?.length) {
+      obj.extendedVerdictReasons = message.extendedVerdictReasons;
+    }
+    if (message.challenge !== "") {
+      obj.challenge = message.challenge;
+    }
     return obj;
   },
 
@@ -1642,6 +3377,18 @@ export const AssessResponse: MessageFns<AssessResponse> = {
     message.recommendedAction = object.recommendedAction ?? 0;
     message.decidedBy = object.decidedBy ?? "";
     message.policyVersion = object.policyVersion ?? "";
+    message.smsTollFraudRisk = object.smsTollFraudRisk ?? undefined;
+    message.smsTollFraudReasons = object.smsTollFraudReasons?.map((e) => e) || [];
+    message.transactionRisk = object.transactionRisk ?? undefined;
+    message.transactionRiskReasons = object.transactionRiskReasons?.map((e) => e) || [];
+    message.stolenInstrumentRisk = object.stolenInstrumentRisk ?? undefined;
+    message.cardTestingRisk = object.cardTestingRisk ?? undefined;
+    message.behavioralTrust = object.behavioralTrust ?? undefined;
+    message.accountTakeoverRisk = object.accountTakeoverRisk ?? undefined;
+    message.accountTakeoverRiskReasons = object.accountTakeoverRiskReasons?.map((e) => e) || [];
+    message.accountTakeoverTrustReasons = object.accountTakeoverTrustReasons?.map((e) => e) || [];
+    message.extendedVerdictReasons = object.extendedVerdictReasons?.map((e) => e) || [];
+    message.challenge = object.challenge ?? "";
     return message;
   },
 };
@@ -1654,6 +3401,7 @@ function createBaseAnnotateRequest(): AnnotateRequest {
     accountId: "",
     transactionEvent: undefined,
     waitForUpstream: false,
+    phoneAuthenticationEvent: undefined,
   };
 }
 
@@ -1680,6 +3428,9 @@ export const AnnotateRequest: MessageFns<AnnotateRequest> = {
     }
     if (message.waitForUpstream !== false) {
       writer.uint32(48).bool(message.waitForUpstream);
+    }
+    if (message.phoneAuthenticationEvent !== undefined) {
+      PhoneAuthenticationEvent.encode(message.phoneAuthenticationEvent, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1755,6 +3506,14 @@ export const AnnotateRequest: MessageFns<AnnotateRequest> = {
             message.waitForUpstream = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.phoneAuthenticationEvent = PhoneAuthenticationEvent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1793,6 +3552,11 @@ export const AnnotateRequest: MessageFns<AnnotateRequest> = {
         : isSet(object.wait_for_upstream)
         ? globalThis.Boolean(object.wait_for_upstream)
         : false,
+      phoneAuthenticationEvent: isSet(object.phoneAuthenticationEvent)
+        ? PhoneAuthenticationEvent.fromJSON(object.phoneAuthenticationEvent)
+        : isSet(object.phone_authentication_event)
+        ? PhoneAuthenticationEvent.fromJSON(object.phone_authentication_event)
+        : undefined,
     };
   },
 
@@ -1816,6 +3580,9 @@ export const AnnotateRequest: MessageFns<AnnotateRequest> = {
     if (message.waitForUpstream !== false) {
       obj.waitForUpstream = message.waitForUpstream;
     }
+    if (message.phoneAuthenticationEvent !== undefined) {
+      obj.phoneAuthenticationEvent = PhoneAuthenticationEvent.toJSON(message.phoneAuthenticationEvent);
+    }
     return obj;
   },
 
@@ -1832,6 +3599,103 @@ export const AnnotateRequest: MessageFns<AnnotateRequest> = {
       ? TransactionEvent.fromPartial(object.transactionEvent)
       : undefined;
     message.waitForUpstream = object.waitForUpstream ?? false;
+    message.phoneAuthenticationEvent =
+      (object.phoneAuthenticationEvent !== undefined && object.phoneAuthenticationEvent !== null)
+        ? PhoneAuthenticationEvent.fromPartial(object.phoneAuthenticationEvent)
+        : undefined;
+    return message;
+  },
+};
+
+function createBasePhoneAuthenticationEvent(): PhoneAuthenticationEvent {
+  return { phoneNumber: "", eventTime: undefined };
+}
+
+export const PhoneAuthenticationEvent: MessageFns<PhoneAuthenticationEvent> = {
+  encode(message: PhoneAuthenticationEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phoneNumber !== "") {
+      writer.uint32(10).string(message.phoneNumber);
+    }
+    if (message.eventTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.eventTime), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PhoneAuthenticationEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePhoneAuthenticationEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phoneNumber = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.eventTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PhoneAuthenticationEvent {
+    return {
+      phoneNumber: isSet(object.phoneNumber)
+        ? globalThis.String(object.phoneNumber)
+        : isSet(object.phone_number)
+        ? globalThis.String(object.phone_number)
+        : "",
+      eventTime: isSet(object.eventTime)
+        ? fromJsonTimestamp(object.eventTime)
+        : isSet(object.event_time)
+        ? fromJsonTimestamp(object.event_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: PhoneAuthenticationEvent): unknown {
+    const obj: any = {};
+    if (message.phoneNumber !== "") {
+      obj.phoneNumber = message.phoneNumber;
+    }
+    if (message.eventTime !== undefined) {
+      obj.eventTime = message.eventTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PhoneAuthenticationEvent>, I>>(base?: I): PhoneAuthenticationEvent {
+    return PhoneAuthenticationEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PhoneAuthenticationEvent>, I>>(object: I): PhoneAuthenticationEvent {
+    const message = createBasePhoneAuthenticationEvent();
+    message.phoneNumber = object.phoneNumber ?? "";
+    message.eventTime = object.eventTime ?? undefined;
     return message;
   },
 };
@@ -2059,6 +3923,25 @@ export const VerificationServiceService = {
     responseSerialize: (value: AnnotateResponse): Buffer => Buffer.from(AnnotateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AnnotateResponse => AnnotateResponse.decode(value),
   },
+  /**
+   * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+   * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+   * group, a page at a time. The account id is protected on its way up exactly as Assess
+   * protects it; the ids that come back are decrypted under deterministic encryption, and come
+   * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+   * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+   */
+  searchRelatedAccounts: {
+    path: "/recaptcha.sidecar.v1.VerificationService/SearchRelatedAccounts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SearchRelatedAccountsRequest): Buffer =>
+      Buffer.from(SearchRelatedAccountsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SearchRelatedAccountsRequest => SearchRelatedAccountsRequest.decode(value),
+    responseSerialize: (value: SearchRelatedAccountsResponse): Buffer =>
+      Buffer.from(SearchRelatedAccountsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SearchRelatedAccountsResponse => SearchRelatedAccountsResponse.decode(value),
+  },
 } as const;
 
 export interface VerificationServiceServer extends UntypedServiceImplementation {
@@ -2074,6 +3957,15 @@ export interface VerificationServiceServer extends UntypedServiceImplementation 
    * it is delivered upstream in batches.
    */
   annotate: handleUnaryCall<AnnotateRequest, AnnotateResponse>;
+  /**
+   * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+   * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+   * group, a page at a time. The account id is protected on its way up exactly as Assess
+   * protects it; the ids that come back are decrypted under deterministic encryption, and come
+   * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+   * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+   */
+  searchRelatedAccounts: handleUnaryCall<SearchRelatedAccountsRequest, SearchRelatedAccountsResponse>;
 }
 
 export interface VerificationServiceClient extends Client {
@@ -2116,6 +4008,29 @@ export interface VerificationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AnnotateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+   * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+   * group, a page at a time. The account id is protected on its way up exactly as Assess
+   * protects it; the ids that come back are decrypted under deterministic encryption, and come
+   * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+   * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+   */
+  searchRelatedAccounts(
+    request: SearchRelatedAccountsRequest,
+    callback: (error: ServiceError | null, response: SearchRelatedAccountsResponse) => void,
+  ): ClientUnaryCall;
+  searchRelatedAccounts(
+    request: SearchRelatedAccountsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SearchRelatedAccountsResponse) => void,
+  ): ClientUnaryCall;
+  searchRelatedAccounts(
+    request: SearchRelatedAccountsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SearchRelatedAccountsResponse) => void,
   ): ClientUnaryCall;
 }
 
@@ -2164,6 +4079,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isSet(value: any): boolean {

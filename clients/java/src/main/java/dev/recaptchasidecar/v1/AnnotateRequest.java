@@ -310,6 +310,47 @@ private static final long serialVersionUID = 0L;
     return waitForUpstream_;
   }
 
+  public static final int PHONE_AUTHENTICATION_EVENT_FIELD_NUMBER = 7;
+  private dev.recaptchasidecar.v1.PhoneAuthenticationEvent phoneAuthenticationEvent_;
+  /**
+   * <pre>
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+   * @return Whether the phoneAuthenticationEvent field is set.
+   */
+  @java.lang.Override
+  public boolean hasPhoneAuthenticationEvent() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+   * @return The phoneAuthenticationEvent.
+   */
+  @java.lang.Override
+  public dev.recaptchasidecar.v1.PhoneAuthenticationEvent getPhoneAuthenticationEvent() {
+    return phoneAuthenticationEvent_ == null ? dev.recaptchasidecar.v1.PhoneAuthenticationEvent.getDefaultInstance() : phoneAuthenticationEvent_;
+  }
+  /**
+   * <pre>
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+   */
+  @java.lang.Override
+  public dev.recaptchasidecar.v1.PhoneAuthenticationEventOrBuilder getPhoneAuthenticationEventOrBuilder() {
+    return phoneAuthenticationEvent_ == null ? dev.recaptchasidecar.v1.PhoneAuthenticationEvent.getDefaultInstance() : phoneAuthenticationEvent_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -347,6 +388,9 @@ private static final long serialVersionUID = 0L;
     if (waitForUpstream_ != false) {
       output.writeBool(6, waitForUpstream_);
     }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeMessage(7, getPhoneAuthenticationEvent());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -380,6 +424,10 @@ private static final long serialVersionUID = 0L;
     if (waitForUpstream_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(6, waitForUpstream_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(7, getPhoneAuthenticationEvent());
     }
     return size;
   }
@@ -418,6 +466,11 @@ private static final long serialVersionUID = 0L;
     }
     if (getWaitForUpstream()
         != other.getWaitForUpstream()) return false;
+    if (hasPhoneAuthenticationEvent() != other.hasPhoneAuthenticationEvent()) return false;
+    if (hasPhoneAuthenticationEvent()) {
+      if (!getPhoneAuthenticationEvent()
+          .equals(other.getPhoneAuthenticationEvent())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -446,6 +499,10 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + WAIT_FOR_UPSTREAM_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getWaitForUpstream());
+    if (hasPhoneAuthenticationEvent()) {
+      hash = (37 * hash) + PHONE_AUTHENTICATION_EVENT_FIELD_NUMBER;
+      hash = (53 * hash) + getPhoneAuthenticationEvent().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -581,6 +638,7 @@ private static final long serialVersionUID = 0L;
       if (com.google.protobuf.GeneratedMessage
               .alwaysUseFieldBuilders) {
         internalGetTransactionEventFieldBuilder();
+        internalGetPhoneAuthenticationEventFieldBuilder();
       }
     }
     @java.lang.Override
@@ -597,6 +655,11 @@ private static final long serialVersionUID = 0L;
         transactionEventBuilder_ = null;
       }
       waitForUpstream_ = false;
+      phoneAuthenticationEvent_ = null;
+      if (phoneAuthenticationEventBuilder_ != null) {
+        phoneAuthenticationEventBuilder_.dispose();
+        phoneAuthenticationEventBuilder_ = null;
+      }
       return this;
     }
 
@@ -653,6 +716,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.waitForUpstream_ = waitForUpstream_;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.phoneAuthenticationEvent_ = phoneAuthenticationEventBuilder_ == null
+            ? phoneAuthenticationEvent_
+            : phoneAuthenticationEventBuilder_.build();
+        to_bitField0_ |= 0x00000002;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -697,6 +766,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getWaitForUpstream() != false) {
         setWaitForUpstream(other.getWaitForUpstream());
+      }
+      if (other.hasPhoneAuthenticationEvent()) {
+        mergePhoneAuthenticationEvent(other.getPhoneAuthenticationEvent());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -765,6 +837,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 48
+            case 58: {
+              input.readMessage(
+                  internalGetPhoneAuthenticationEventFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 58
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1424,6 +1503,170 @@ private static final long serialVersionUID = 0L;
       waitForUpstream_ = false;
       onChanged();
       return this;
+    }
+
+    private dev.recaptchasidecar.v1.PhoneAuthenticationEvent phoneAuthenticationEvent_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.recaptchasidecar.v1.PhoneAuthenticationEvent, dev.recaptchasidecar.v1.PhoneAuthenticationEvent.Builder, dev.recaptchasidecar.v1.PhoneAuthenticationEventOrBuilder> phoneAuthenticationEventBuilder_;
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     * @return Whether the phoneAuthenticationEvent field is set.
+     */
+    public boolean hasPhoneAuthenticationEvent() {
+      return ((bitField0_ & 0x00000040) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     * @return The phoneAuthenticationEvent.
+     */
+    public dev.recaptchasidecar.v1.PhoneAuthenticationEvent getPhoneAuthenticationEvent() {
+      if (phoneAuthenticationEventBuilder_ == null) {
+        return phoneAuthenticationEvent_ == null ? dev.recaptchasidecar.v1.PhoneAuthenticationEvent.getDefaultInstance() : phoneAuthenticationEvent_;
+      } else {
+        return phoneAuthenticationEventBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    public Builder setPhoneAuthenticationEvent(dev.recaptchasidecar.v1.PhoneAuthenticationEvent value) {
+      if (phoneAuthenticationEventBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        phoneAuthenticationEvent_ = value;
+      } else {
+        phoneAuthenticationEventBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    public Builder setPhoneAuthenticationEvent(
+        dev.recaptchasidecar.v1.PhoneAuthenticationEvent.Builder builderForValue) {
+      if (phoneAuthenticationEventBuilder_ == null) {
+        phoneAuthenticationEvent_ = builderForValue.build();
+      } else {
+        phoneAuthenticationEventBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    public Builder mergePhoneAuthenticationEvent(dev.recaptchasidecar.v1.PhoneAuthenticationEvent value) {
+      if (phoneAuthenticationEventBuilder_ == null) {
+        if (((bitField0_ & 0x00000040) != 0) &&
+          phoneAuthenticationEvent_ != null &&
+          phoneAuthenticationEvent_ != dev.recaptchasidecar.v1.PhoneAuthenticationEvent.getDefaultInstance()) {
+          getPhoneAuthenticationEventBuilder().mergeFrom(value);
+        } else {
+          phoneAuthenticationEvent_ = value;
+        }
+      } else {
+        phoneAuthenticationEventBuilder_.mergeFrom(value);
+      }
+      if (phoneAuthenticationEvent_ != null) {
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    public Builder clearPhoneAuthenticationEvent() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      phoneAuthenticationEvent_ = null;
+      if (phoneAuthenticationEventBuilder_ != null) {
+        phoneAuthenticationEventBuilder_.dispose();
+        phoneAuthenticationEventBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    public dev.recaptchasidecar.v1.PhoneAuthenticationEvent.Builder getPhoneAuthenticationEventBuilder() {
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return internalGetPhoneAuthenticationEventFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    public dev.recaptchasidecar.v1.PhoneAuthenticationEventOrBuilder getPhoneAuthenticationEventOrBuilder() {
+      if (phoneAuthenticationEventBuilder_ != null) {
+        return phoneAuthenticationEventBuilder_.getMessageOrBuilder();
+      } else {
+        return phoneAuthenticationEvent_ == null ?
+            dev.recaptchasidecar.v1.PhoneAuthenticationEvent.getDefaultInstance() : phoneAuthenticationEvent_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+     * verify a phone number), the feedback SMS defense asks for.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.recaptchasidecar.v1.PhoneAuthenticationEvent, dev.recaptchasidecar.v1.PhoneAuthenticationEvent.Builder, dev.recaptchasidecar.v1.PhoneAuthenticationEventOrBuilder> 
+        internalGetPhoneAuthenticationEventFieldBuilder() {
+      if (phoneAuthenticationEventBuilder_ == null) {
+        phoneAuthenticationEventBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.recaptchasidecar.v1.PhoneAuthenticationEvent, dev.recaptchasidecar.v1.PhoneAuthenticationEvent.Builder, dev.recaptchasidecar.v1.PhoneAuthenticationEventOrBuilder>(
+                getPhoneAuthenticationEvent(),
+                getParentForChildren(),
+                isClean());
+        phoneAuthenticationEvent_ = null;
+      }
+      return phoneAuthenticationEventBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:recaptcha.sidecar.v1.AnnotateRequest)

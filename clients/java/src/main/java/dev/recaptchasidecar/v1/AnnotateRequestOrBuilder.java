@@ -155,4 +155,34 @@ public interface AnnotateRequestOrBuilder extends
    * @return The waitForUpstream.
    */
   boolean getWaitForUpstream();
+
+  /**
+   * <pre>
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+   * @return Whether the phoneAuthenticationEvent field is set.
+   */
+  boolean hasPhoneAuthenticationEvent();
+  /**
+   * <pre>
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+   * @return The phoneAuthenticationEvent.
+   */
+  dev.recaptchasidecar.v1.PhoneAuthenticationEvent getPhoneAuthenticationEvent();
+  /**
+   * <pre>
+   * Optional. A phone authentication that followed the assessment (an SMS or call sent to
+   * verify a phone number), the feedback SMS defense asks for.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.PhoneAuthenticationEvent phone_authentication_event = 7 [json_name = "phoneAuthenticationEvent"];</code>
+   */
+  dev.recaptchasidecar.v1.PhoneAuthenticationEventOrBuilder getPhoneAuthenticationEventOrBuilder();
 }

@@ -66,6 +66,7 @@ private static final long serialVersionUID = 0L;
             dev.recaptchasidecar.v1.AssessRequest.class, dev.recaptchasidecar.v1.AssessRequest.Builder.class);
   }
 
+  private int bitField0_;
   public static final int TOKEN_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private volatile java.lang.Object token_ = "";
@@ -704,6 +705,77 @@ private static final long serialVersionUID = 0L;
     return result == null ? dev.recaptchasidecar.v1.ClientType.UNRECOGNIZED : result;
   }
 
+  public static final int EXPRESS_FIELD_NUMBER = 14;
+  private boolean express_ = false;
+  /**
+   * <pre>
+   * Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+   * server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+   * the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+   * VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+   * one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+   * skipped and the action's threshold decides from the score; `token_status` stays
+   * TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>bool express = 14 [json_name = "express"];</code>
+   * @return The express.
+   */
+  @java.lang.Override
+  public boolean getExpress() {
+    return express_;
+  }
+
+  public static final int TRANSACTION_DATA_FIELD_NUMBER = 15;
+  private dev.recaptchasidecar.v1.TransactionData transactionData_;
+  /**
+   * <pre>
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+   * @return Whether the transactionData field is set.
+   */
+  @java.lang.Override
+  public boolean hasTransactionData() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+   * @return The transactionData.
+   */
+  @java.lang.Override
+  public dev.recaptchasidecar.v1.TransactionData getTransactionData() {
+    return transactionData_ == null ? dev.recaptchasidecar.v1.TransactionData.getDefaultInstance() : transactionData_;
+  }
+  /**
+   * <pre>
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+   */
+  @java.lang.Override
+  public dev.recaptchasidecar.v1.TransactionDataOrBuilder getTransactionDataOrBuilder() {
+    return transactionData_ == null ? dev.recaptchasidecar.v1.TransactionData.getDefaultInstance() : transactionData_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -756,6 +828,12 @@ private static final long serialVersionUID = 0L;
     }
     if (clientType_ != dev.recaptchasidecar.v1.ClientType.CLIENT_TYPE_UNSPECIFIED.getNumber()) {
       output.writeEnum(13, clientType_);
+    }
+    if (express_ != false) {
+      output.writeBool(14, express_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(15, getTransactionData());
     }
     getUnknownFields().writeTo(output);
   }
@@ -812,6 +890,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeEnumSize(13, clientType_);
     }
+    if (express_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(14, express_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(15, getTransactionData());
+    }
     return size;
   }
   @java.lang.Override
@@ -861,6 +947,13 @@ private static final long serialVersionUID = 0L;
     if (!getHeadersList()
         .equals(other.getHeadersList())) return false;
     if (clientType_ != other.clientType_) return false;
+    if (getExpress()
+        != other.getExpress()) return false;
+    if (hasTransactionData() != other.hasTransactionData()) return false;
+    if (hasTransactionData()) {
+      if (!getTransactionData()
+          .equals(other.getTransactionData())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -902,6 +995,13 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + CLIENT_TYPE_FIELD_NUMBER;
     hash = (53 * hash) + clientType_;
+    hash = (37 * hash) + EXPRESS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getExpress());
+    if (hasTransactionData()) {
+      hash = (37 * hash) + TRANSACTION_DATA_FIELD_NUMBER;
+      hash = (53 * hash) + getTransactionData().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1025,13 +1125,20 @@ private static final long serialVersionUID = 0L;
 
     // Construct using dev.recaptchasidecar.v1.AssessRequest.newBuilder()
     private Builder() {
-
+      maybeForceBuilderInitialization();
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-
+      maybeForceBuilderInitialization();
+    }
+    private void maybeForceBuilderInitialization() {
+      if (com.google.protobuf.GeneratedMessage
+              .alwaysUseFieldBuilders) {
+        internalGetUserIdsFieldBuilder();
+        internalGetTransactionDataFieldBuilder();
+      }
     }
     @java.lang.Override
     public Builder clear() {
@@ -1057,6 +1164,12 @@ private static final long serialVersionUID = 0L;
       headers_ =
           com.google.protobuf.LazyStringArrayList.emptyList();
       clientType_ = 0;
+      express_ = false;
+      transactionData_ = null;
+      if (transactionDataBuilder_ != null) {
+        transactionDataBuilder_.dispose();
+        transactionDataBuilder_ = null;
+      }
       return this;
     }
 
@@ -1140,6 +1253,17 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00001000) != 0)) {
         result.clientType_ = clientType_;
       }
+      if (((from_bitField0_ & 0x00002000) != 0)) {
+        result.express_ = express_;
+      }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00004000) != 0)) {
+        result.transactionData_ = transactionDataBuilder_ == null
+            ? transactionData_
+            : transactionDataBuilder_.build();
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -1243,6 +1367,12 @@ private static final long serialVersionUID = 0L;
       if (other.clientType_ != 0) {
         setClientTypeValue(other.getClientTypeValue());
       }
+      if (other.getExpress() != false) {
+        setExpress(other.getExpress());
+      }
+      if (other.hasTransactionData()) {
+        mergeTransactionData(other.getTransactionData());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1340,6 +1470,18 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00001000;
               break;
             } // case 104
+            case 112: {
+              express_ = input.readBool();
+              bitField0_ |= 0x00002000;
+              break;
+            } // case 112
+            case 122: {
+              input.readMessage(
+                  internalGetTransactionDataFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00004000;
+              break;
+            } // case 122
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2870,6 +3012,259 @@ private static final long serialVersionUID = 0L;
       clientType_ = 0;
       onChanged();
       return this;
+    }
+
+    private boolean express_ ;
+    /**
+     * <pre>
+     * Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+     * server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+     * the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+     * VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+     * one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+     * skipped and the action's threshold decides from the score; `token_status` stays
+     * TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>bool express = 14 [json_name = "express"];</code>
+     * @return The express.
+     */
+    @java.lang.Override
+    public boolean getExpress() {
+      return express_;
+    }
+    /**
+     * <pre>
+     * Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+     * server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+     * the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+     * VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+     * one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+     * skipped and the action's threshold decides from the score; `token_status` stays
+     * TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>bool express = 14 [json_name = "express"];</code>
+     * @param value The express to set.
+     * @return This builder for chaining.
+     */
+    public Builder setExpress(boolean value) {
+
+      express_ = value;
+      bitField0_ |= 0x00002000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+     * server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+     * the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+     * VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+     * one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+     * skipped and the action's threshold decides from the score; `token_status` stays
+     * TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>bool express = 14 [json_name = "express"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearExpress() {
+      bitField0_ = (bitField0_ & ~0x00002000);
+      express_ = false;
+      onChanged();
+      return this;
+    }
+
+    private dev.recaptchasidecar.v1.TransactionData transactionData_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.recaptchasidecar.v1.TransactionData, dev.recaptchasidecar.v1.TransactionData.Builder, dev.recaptchasidecar.v1.TransactionDataOrBuilder> transactionDataBuilder_;
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     * @return Whether the transactionData field is set.
+     */
+    public boolean hasTransactionData() {
+      return ((bitField0_ & 0x00004000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     * @return The transactionData.
+     */
+    public dev.recaptchasidecar.v1.TransactionData getTransactionData() {
+      if (transactionDataBuilder_ == null) {
+        return transactionData_ == null ? dev.recaptchasidecar.v1.TransactionData.getDefaultInstance() : transactionData_;
+      } else {
+        return transactionDataBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    public Builder setTransactionData(dev.recaptchasidecar.v1.TransactionData value) {
+      if (transactionDataBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        transactionData_ = value;
+      } else {
+        transactionDataBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    public Builder setTransactionData(
+        dev.recaptchasidecar.v1.TransactionData.Builder builderForValue) {
+      if (transactionDataBuilder_ == null) {
+        transactionData_ = builderForValue.build();
+      } else {
+        transactionDataBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    public Builder mergeTransactionData(dev.recaptchasidecar.v1.TransactionData value) {
+      if (transactionDataBuilder_ == null) {
+        if (((bitField0_ & 0x00004000) != 0) &&
+          transactionData_ != null &&
+          transactionData_ != dev.recaptchasidecar.v1.TransactionData.getDefaultInstance()) {
+          getTransactionDataBuilder().mergeFrom(value);
+        } else {
+          transactionData_ = value;
+        }
+      } else {
+        transactionDataBuilder_.mergeFrom(value);
+      }
+      if (transactionData_ != null) {
+        bitField0_ |= 0x00004000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    public Builder clearTransactionData() {
+      bitField0_ = (bitField0_ & ~0x00004000);
+      transactionData_ = null;
+      if (transactionDataBuilder_ != null) {
+        transactionDataBuilder_.dispose();
+        transactionDataBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    public dev.recaptchasidecar.v1.TransactionData.Builder getTransactionDataBuilder() {
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return internalGetTransactionDataFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    public dev.recaptchasidecar.v1.TransactionDataOrBuilder getTransactionDataOrBuilder() {
+      if (transactionDataBuilder_ != null) {
+        return transactionDataBuilder_.getMessageOrBuilder();
+      } else {
+        return transactionData_ == null ?
+            dev.recaptchasidecar.v1.TransactionData.getDefaultInstance() : transactionData_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+     * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+     * card-testing and behavioral-trust verdicts. Its account ids are protected like
+     * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+     * or telemetry.
+     * </pre>
+     *
+     * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.recaptchasidecar.v1.TransactionData, dev.recaptchasidecar.v1.TransactionData.Builder, dev.recaptchasidecar.v1.TransactionDataOrBuilder> 
+        internalGetTransactionDataFieldBuilder() {
+      if (transactionDataBuilder_ == null) {
+        transactionDataBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.recaptchasidecar.v1.TransactionData, dev.recaptchasidecar.v1.TransactionData.Builder, dev.recaptchasidecar.v1.TransactionDataOrBuilder>(
+                getTransactionData(),
+                getParentForChildren(),
+                isClean());
+        transactionData_ = null;
+      }
+      return transactionDataBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:recaptcha.sidecar.v1.AssessRequest)

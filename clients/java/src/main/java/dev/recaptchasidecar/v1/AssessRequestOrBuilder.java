@@ -341,4 +341,59 @@ public interface AssessRequestOrBuilder extends
    * @return The clientType.
    */
   dev.recaptchasidecar.v1.ClientType getClientType();
+
+  /**
+   * <pre>
+   * Optional. An express assessment: no token (leave `token` empty), scored by reCAPTCHA from
+   * server-side signals alone (`user_ip_address`, `user_agent`, `account_id`, `headers`, …) with
+   * the express key (this request's `site_key`, else the sidecar's `site_keys.express`, else
+   * VERDICT_KEYS_MISSING). There is no token, so no single use and no idempotency: every call is
+   * one upstream call. The token rules of the policy (validity, action match, hostname, age) are
+   * skipped and the action's threshold decides from the score; `token_status` stays
+   * TOKEN_STATUS_UNSPECIFIED. `express` with a token is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>bool express = 14 [json_name = "express"];</code>
+   * @return The express.
+   */
+  boolean getExpress();
+
+  /**
+   * <pre>
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+   * @return Whether the transactionData field is set.
+   */
+  boolean hasTransactionData();
+  /**
+   * <pre>
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+   * @return The transactionData.
+   */
+  dev.recaptchasidecar.v1.TransactionData getTransactionData();
+  /**
+   * <pre>
+   * Optional. The payment this request makes, for reCAPTCHA fraud prevention (mirrors its
+   * TransactionData): upstream answers `transaction_risk` and the stolen-instrument,
+   * card-testing and behavioral-trust verdicts. Its account ids are protected like
+   * `account_id`; e-mails, phone numbers and addresses go upstream as given, never into logs
+   * or telemetry.
+   * </pre>
+   *
+   * <code>.recaptcha.sidecar.v1.TransactionData transaction_data = 15 [json_name = "transactionData"];</code>
+   */
+  dev.recaptchasidecar.v1.TransactionDataOrBuilder getTransactionDataOrBuilder();
 }

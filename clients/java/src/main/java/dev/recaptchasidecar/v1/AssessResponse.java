@@ -47,6 +47,17 @@ private static final long serialVersionUID = 0L;
     recommendedAction_ = 0;
     decidedBy_ = "";
     policyVersion_ = "";
+    smsTollFraudReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    transactionRiskReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    accountTakeoverRiskReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    accountTakeoverTrustReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    extendedVerdictReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    challenge_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -740,6 +751,508 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int SMS_TOLL_FRAUD_RISK_FIELD_NUMBER = 19;
+  private float smsTollFraudRisk_ = 0F;
+  /**
+   * <pre>
+   * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+   * number in `user_ids` is toll fraud (reCAPTCHA's
+   * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+   * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+   * action's `max_sms_toll_fraud_risk`.
+   * </pre>
+   *
+   * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+   * @return Whether the smsTollFraudRisk field is set.
+   */
+  @java.lang.Override
+  public boolean hasSmsTollFraudRisk() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+   * number in `user_ids` is toll fraud (reCAPTCHA's
+   * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+   * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+   * action's `max_sms_toll_fraud_risk`.
+   * </pre>
+   *
+   * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+   * @return The smsTollFraudRisk.
+   */
+  @java.lang.Override
+  public float getSmsTollFraudRisk() {
+    return smsTollFraudRisk_;
+  }
+
+  public static final int SMS_TOLL_FRAUD_REASONS_FIELD_NUMBER = 20;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList smsTollFraudReasons_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @return A list containing the smsTollFraudReasons.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getSmsTollFraudReasonsList() {
+    return smsTollFraudReasons_;
+  }
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @return The count of smsTollFraudReasons.
+   */
+  public int getSmsTollFraudReasonsCount() {
+    return smsTollFraudReasons_.size();
+  }
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The smsTollFraudReasons at the given index.
+   */
+  public java.lang.String getSmsTollFraudReasons(int index) {
+    return smsTollFraudReasons_.get(index);
+  }
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the smsTollFraudReasons at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getSmsTollFraudReasonsBytes(int index) {
+    return smsTollFraudReasons_.getByteString(index);
+  }
+
+  public static final int TRANSACTION_RISK_FIELD_NUMBER = 21;
+  private float transactionRisk_ = 0F;
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+   * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+   * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+   * with the action's `max_transaction_risk`.
+   * </pre>
+   *
+   * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+   * @return Whether the transactionRisk field is set.
+   */
+  @java.lang.Override
+  public boolean hasTransactionRisk() {
+    return ((bitField0_ & 0x00000004) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+   * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+   * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+   * with the action's `max_transaction_risk`.
+   * </pre>
+   *
+   * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+   * @return The transactionRisk.
+   */
+  @java.lang.Override
+  public float getTransactionRisk() {
+    return transactionRisk_;
+  }
+
+  public static final int TRANSACTION_RISK_REASONS_FIELD_NUMBER = 22;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList transactionRiskReasons_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @return A list containing the transactionRiskReasons.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getTransactionRiskReasonsList() {
+    return transactionRiskReasons_;
+  }
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @return The count of transactionRiskReasons.
+   */
+  public int getTransactionRiskReasonsCount() {
+    return transactionRiskReasons_.size();
+  }
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The transactionRiskReasons at the given index.
+   */
+  public java.lang.String getTransactionRiskReasons(int index) {
+    return transactionRiskReasons_.get(index);
+  }
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the transactionRiskReasons at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getTransactionRiskReasonsBytes(int index) {
+    return transactionRiskReasons_.getByteString(index);
+  }
+
+  public static final int STOLEN_INSTRUMENT_RISK_FIELD_NUMBER = 23;
+  private float stolenInstrumentRisk_ = 0F;
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+   * Absent when not given.
+   * </pre>
+   *
+   * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+   * @return Whether the stolenInstrumentRisk field is set.
+   */
+  @java.lang.Override
+  public boolean hasStolenInstrumentRisk() {
+    return ((bitField0_ & 0x00000008) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+   * Absent when not given.
+   * </pre>
+   *
+   * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+   * @return The stolenInstrumentRisk.
+   */
+  @java.lang.Override
+  public float getStolenInstrumentRisk() {
+    return stolenInstrumentRisk_;
+  }
+
+  public static final int CARD_TESTING_RISK_FIELD_NUMBER = 24;
+  private float cardTestingRisk_ = 0F;
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+   * (carding). Absent when not given.
+   * </pre>
+   *
+   * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+   * @return Whether the cardTestingRisk field is set.
+   */
+  @java.lang.Override
+  public boolean hasCardTestingRisk() {
+    return ((bitField0_ & 0x00000010) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+   * (carding). Absent when not given.
+   * </pre>
+   *
+   * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+   * @return The cardTestingRisk.
+   */
+  @java.lang.Override
+  public float getCardTestingRisk() {
+    return cardTestingRisk_;
+  }
+
+  public static final int BEHAVIORAL_TRUST_FIELD_NUMBER = 25;
+  private float behavioralTrust_ = 0F;
+  /**
+   * <pre>
+   * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+   * is more trusted. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+   * @return Whether the behavioralTrust field is set.
+   */
+  @java.lang.Override
+  public boolean hasBehavioralTrust() {
+    return ((bitField0_ & 0x00000020) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+   * is more trusted. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+   * @return The behavioralTrust.
+   */
+  @java.lang.Override
+  public float getBehavioralTrust() {
+    return behavioralTrust_;
+  }
+
+  public static final int ACCOUNT_TAKEOVER_RISK_FIELD_NUMBER = 26;
+  private float accountTakeoverRisk_ = 0F;
+  /**
+   * <pre>
+   * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+   * account is being taken over. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+   * @return Whether the accountTakeoverRisk field is set.
+   */
+  @java.lang.Override
+  public boolean hasAccountTakeoverRisk() {
+    return ((bitField0_ & 0x00000040) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+   * account is being taken over. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+   * @return The accountTakeoverRisk.
+   */
+  @java.lang.Override
+  public float getAccountTakeoverRisk() {
+    return accountTakeoverRisk_;
+  }
+
+  public static final int ACCOUNT_TAKEOVER_RISK_REASONS_FIELD_NUMBER = 27;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList accountTakeoverRiskReasons_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @return A list containing the accountTakeoverRiskReasons.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getAccountTakeoverRiskReasonsList() {
+    return accountTakeoverRiskReasons_;
+  }
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @return The count of accountTakeoverRiskReasons.
+   */
+  public int getAccountTakeoverRiskReasonsCount() {
+    return accountTakeoverRiskReasons_.size();
+  }
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The accountTakeoverRiskReasons at the given index.
+   */
+  public java.lang.String getAccountTakeoverRiskReasons(int index) {
+    return accountTakeoverRiskReasons_.get(index);
+  }
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the accountTakeoverRiskReasons at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getAccountTakeoverRiskReasonsBytes(int index) {
+    return accountTakeoverRiskReasons_.getByteString(index);
+  }
+
+  public static final int ACCOUNT_TAKEOVER_TRUST_REASONS_FIELD_NUMBER = 28;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList accountTakeoverTrustReasons_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @return A list containing the accountTakeoverTrustReasons.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getAccountTakeoverTrustReasonsList() {
+    return accountTakeoverTrustReasons_;
+  }
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @return The count of accountTakeoverTrustReasons.
+   */
+  public int getAccountTakeoverTrustReasonsCount() {
+    return accountTakeoverTrustReasons_.size();
+  }
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The accountTakeoverTrustReasons at the given index.
+   */
+  public java.lang.String getAccountTakeoverTrustReasons(int index) {
+    return accountTakeoverTrustReasons_.get(index);
+  }
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the accountTakeoverTrustReasons at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getAccountTakeoverTrustReasonsBytes(int index) {
+    return accountTakeoverTrustReasons_.getByteString(index);
+  }
+
+  public static final int EXTENDED_VERDICT_REASONS_FIELD_NUMBER = 29;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList extendedVerdictReasons_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @return A list containing the extendedVerdictReasons.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getExtendedVerdictReasonsList() {
+    return extendedVerdictReasons_;
+  }
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @return The count of extendedVerdictReasons.
+   */
+  public int getExtendedVerdictReasonsCount() {
+    return extendedVerdictReasons_.size();
+  }
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The extendedVerdictReasons at the given index.
+   */
+  public java.lang.String getExtendedVerdictReasons(int index) {
+    return extendedVerdictReasons_.get(index);
+  }
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the extendedVerdictReasons at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getExtendedVerdictReasonsBytes(int index) {
+    return extendedVerdictReasons_.getByteString(index);
+  }
+
+  public static final int CHALLENGE_FIELD_NUMBER = 30;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object challenge_ = "";
+  /**
+   * <pre>
+   * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+   * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+   * </pre>
+   *
+   * <code>string challenge = 30 [json_name = "challenge"];</code>
+   * @return The challenge.
+   */
+  @java.lang.Override
+  public java.lang.String getChallenge() {
+    java.lang.Object ref = challenge_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      challenge_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+   * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+   * </pre>
+   *
+   * <code>string challenge = 30 [json_name = "challenge"];</code>
+   * @return The bytes for challenge.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getChallengeBytes() {
+    java.lang.Object ref = challenge_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      challenge_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -807,6 +1320,42 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(policyVersion_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 18, policyVersion_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeFloat(19, smsTollFraudRisk_);
+    }
+    for (int i = 0; i < smsTollFraudReasons_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 20, smsTollFraudReasons_.getRaw(i));
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      output.writeFloat(21, transactionRisk_);
+    }
+    for (int i = 0; i < transactionRiskReasons_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 22, transactionRiskReasons_.getRaw(i));
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      output.writeFloat(23, stolenInstrumentRisk_);
+    }
+    if (((bitField0_ & 0x00000010) != 0)) {
+      output.writeFloat(24, cardTestingRisk_);
+    }
+    if (((bitField0_ & 0x00000020) != 0)) {
+      output.writeFloat(25, behavioralTrust_);
+    }
+    if (((bitField0_ & 0x00000040) != 0)) {
+      output.writeFloat(26, accountTakeoverRisk_);
+    }
+    for (int i = 0; i < accountTakeoverRiskReasons_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 27, accountTakeoverRiskReasons_.getRaw(i));
+    }
+    for (int i = 0; i < accountTakeoverTrustReasons_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 28, accountTakeoverTrustReasons_.getRaw(i));
+    }
+    for (int i = 0; i < extendedVerdictReasons_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 29, extendedVerdictReasons_.getRaw(i));
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(challenge_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 30, challenge_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -884,6 +1433,73 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(policyVersion_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(18, policyVersion_);
     }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeFloatSize(19, smsTollFraudRisk_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < smsTollFraudReasons_.size(); i++) {
+        dataSize += computeStringSizeNoTag(smsTollFraudReasons_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getSmsTollFraudReasonsList().size();
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeFloatSize(21, transactionRisk_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < transactionRiskReasons_.size(); i++) {
+        dataSize += computeStringSizeNoTag(transactionRiskReasons_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getTransactionRiskReasonsList().size();
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeFloatSize(23, stolenInstrumentRisk_);
+    }
+    if (((bitField0_ & 0x00000010) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeFloatSize(24, cardTestingRisk_);
+    }
+    if (((bitField0_ & 0x00000020) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeFloatSize(25, behavioralTrust_);
+    }
+    if (((bitField0_ & 0x00000040) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeFloatSize(26, accountTakeoverRisk_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < accountTakeoverRiskReasons_.size(); i++) {
+        dataSize += computeStringSizeNoTag(accountTakeoverRiskReasons_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getAccountTakeoverRiskReasonsList().size();
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < accountTakeoverTrustReasons_.size(); i++) {
+        dataSize += computeStringSizeNoTag(accountTakeoverTrustReasons_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getAccountTakeoverTrustReasonsList().size();
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < extendedVerdictReasons_.size(); i++) {
+        dataSize += computeStringSizeNoTag(extendedVerdictReasons_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getExtendedVerdictReasonsList().size();
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(challenge_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(30, challenge_);
+    }
     return size;
   }
   @java.lang.Override
@@ -946,6 +1562,54 @@ private static final long serialVersionUID = 0L;
         .equals(other.getDecidedBy())) return false;
     if (!getPolicyVersion()
         .equals(other.getPolicyVersion())) return false;
+    if (hasSmsTollFraudRisk() != other.hasSmsTollFraudRisk()) return false;
+    if (hasSmsTollFraudRisk()) {
+      if (java.lang.Float.floatToIntBits(getSmsTollFraudRisk())
+          != java.lang.Float.floatToIntBits(
+              other.getSmsTollFraudRisk())) return false;
+    }
+    if (!getSmsTollFraudReasonsList()
+        .equals(other.getSmsTollFraudReasonsList())) return false;
+    if (hasTransactionRisk() != other.hasTransactionRisk()) return false;
+    if (hasTransactionRisk()) {
+      if (java.lang.Float.floatToIntBits(getTransactionRisk())
+          != java.lang.Float.floatToIntBits(
+              other.getTransactionRisk())) return false;
+    }
+    if (!getTransactionRiskReasonsList()
+        .equals(other.getTransactionRiskReasonsList())) return false;
+    if (hasStolenInstrumentRisk() != other.hasStolenInstrumentRisk()) return false;
+    if (hasStolenInstrumentRisk()) {
+      if (java.lang.Float.floatToIntBits(getStolenInstrumentRisk())
+          != java.lang.Float.floatToIntBits(
+              other.getStolenInstrumentRisk())) return false;
+    }
+    if (hasCardTestingRisk() != other.hasCardTestingRisk()) return false;
+    if (hasCardTestingRisk()) {
+      if (java.lang.Float.floatToIntBits(getCardTestingRisk())
+          != java.lang.Float.floatToIntBits(
+              other.getCardTestingRisk())) return false;
+    }
+    if (hasBehavioralTrust() != other.hasBehavioralTrust()) return false;
+    if (hasBehavioralTrust()) {
+      if (java.lang.Float.floatToIntBits(getBehavioralTrust())
+          != java.lang.Float.floatToIntBits(
+              other.getBehavioralTrust())) return false;
+    }
+    if (hasAccountTakeoverRisk() != other.hasAccountTakeoverRisk()) return false;
+    if (hasAccountTakeoverRisk()) {
+      if (java.lang.Float.floatToIntBits(getAccountTakeoverRisk())
+          != java.lang.Float.floatToIntBits(
+              other.getAccountTakeoverRisk())) return false;
+    }
+    if (!getAccountTakeoverRiskReasonsList()
+        .equals(other.getAccountTakeoverRiskReasonsList())) return false;
+    if (!getAccountTakeoverTrustReasonsList()
+        .equals(other.getAccountTakeoverTrustReasonsList())) return false;
+    if (!getExtendedVerdictReasonsList()
+        .equals(other.getExtendedVerdictReasonsList())) return false;
+    if (!getChallenge()
+        .equals(other.getChallenge())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1003,6 +1667,58 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getDecidedBy().hashCode();
     hash = (37 * hash) + POLICY_VERSION_FIELD_NUMBER;
     hash = (53 * hash) + getPolicyVersion().hashCode();
+    if (hasSmsTollFraudRisk()) {
+      hash = (37 * hash) + SMS_TOLL_FRAUD_RISK_FIELD_NUMBER;
+      hash = (53 * hash) + java.lang.Float.floatToIntBits(
+          getSmsTollFraudRisk());
+    }
+    if (getSmsTollFraudReasonsCount() > 0) {
+      hash = (37 * hash) + SMS_TOLL_FRAUD_REASONS_FIELD_NUMBER;
+      hash = (53 * hash) + getSmsTollFraudReasonsList().hashCode();
+    }
+    if (hasTransactionRisk()) {
+      hash = (37 * hash) + TRANSACTION_RISK_FIELD_NUMBER;
+      hash = (53 * hash) + java.lang.Float.floatToIntBits(
+          getTransactionRisk());
+    }
+    if (getTransactionRiskReasonsCount() > 0) {
+      hash = (37 * hash) + TRANSACTION_RISK_REASONS_FIELD_NUMBER;
+      hash = (53 * hash) + getTransactionRiskReasonsList().hashCode();
+    }
+    if (hasStolenInstrumentRisk()) {
+      hash = (37 * hash) + STOLEN_INSTRUMENT_RISK_FIELD_NUMBER;
+      hash = (53 * hash) + java.lang.Float.floatToIntBits(
+          getStolenInstrumentRisk());
+    }
+    if (hasCardTestingRisk()) {
+      hash = (37 * hash) + CARD_TESTING_RISK_FIELD_NUMBER;
+      hash = (53 * hash) + java.lang.Float.floatToIntBits(
+          getCardTestingRisk());
+    }
+    if (hasBehavioralTrust()) {
+      hash = (37 * hash) + BEHAVIORAL_TRUST_FIELD_NUMBER;
+      hash = (53 * hash) + java.lang.Float.floatToIntBits(
+          getBehavioralTrust());
+    }
+    if (hasAccountTakeoverRisk()) {
+      hash = (37 * hash) + ACCOUNT_TAKEOVER_RISK_FIELD_NUMBER;
+      hash = (53 * hash) + java.lang.Float.floatToIntBits(
+          getAccountTakeoverRisk());
+    }
+    if (getAccountTakeoverRiskReasonsCount() > 0) {
+      hash = (37 * hash) + ACCOUNT_TAKEOVER_RISK_REASONS_FIELD_NUMBER;
+      hash = (53 * hash) + getAccountTakeoverRiskReasonsList().hashCode();
+    }
+    if (getAccountTakeoverTrustReasonsCount() > 0) {
+      hash = (37 * hash) + ACCOUNT_TAKEOVER_TRUST_REASONS_FIELD_NUMBER;
+      hash = (53 * hash) + getAccountTakeoverTrustReasonsList().hashCode();
+    }
+    if (getExtendedVerdictReasonsCount() > 0) {
+      hash = (37 * hash) + EXTENDED_VERDICT_REASONS_FIELD_NUMBER;
+      hash = (53 * hash) + getExtendedVerdictReasonsList().hashCode();
+    }
+    hash = (37 * hash) + CHALLENGE_FIELD_NUMBER;
+    hash = (53 * hash) + getChallenge().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1168,6 +1884,23 @@ private static final long serialVersionUID = 0L;
       recommendedAction_ = 0;
       decidedBy_ = "";
       policyVersion_ = "";
+      smsTollFraudRisk_ = 0F;
+      smsTollFraudReasons_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      transactionRisk_ = 0F;
+      transactionRiskReasons_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      stolenInstrumentRisk_ = 0F;
+      cardTestingRisk_ = 0F;
+      behavioralTrust_ = 0F;
+      accountTakeoverRisk_ = 0F;
+      accountTakeoverRiskReasons_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      accountTakeoverTrustReasons_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      extendedVerdictReasons_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      challenge_ = "";
       return this;
     }
 
@@ -1260,6 +1993,53 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00020000) != 0)) {
         result.policyVersion_ = policyVersion_;
+      }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.smsTollFraudRisk_ = smsTollFraudRisk_;
+        to_bitField0_ |= 0x00000002;
+      }
+      if (((from_bitField0_ & 0x00080000) != 0)) {
+        smsTollFraudReasons_.makeImmutable();
+        result.smsTollFraudReasons_ = smsTollFraudReasons_;
+      }
+      if (((from_bitField0_ & 0x00100000) != 0)) {
+        result.transactionRisk_ = transactionRisk_;
+        to_bitField0_ |= 0x00000004;
+      }
+      if (((from_bitField0_ & 0x00200000) != 0)) {
+        transactionRiskReasons_.makeImmutable();
+        result.transactionRiskReasons_ = transactionRiskReasons_;
+      }
+      if (((from_bitField0_ & 0x00400000) != 0)) {
+        result.stolenInstrumentRisk_ = stolenInstrumentRisk_;
+        to_bitField0_ |= 0x00000008;
+      }
+      if (((from_bitField0_ & 0x00800000) != 0)) {
+        result.cardTestingRisk_ = cardTestingRisk_;
+        to_bitField0_ |= 0x00000010;
+      }
+      if (((from_bitField0_ & 0x01000000) != 0)) {
+        result.behavioralTrust_ = behavioralTrust_;
+        to_bitField0_ |= 0x00000020;
+      }
+      if (((from_bitField0_ & 0x02000000) != 0)) {
+        result.accountTakeoverRisk_ = accountTakeoverRisk_;
+        to_bitField0_ |= 0x00000040;
+      }
+      if (((from_bitField0_ & 0x04000000) != 0)) {
+        accountTakeoverRiskReasons_.makeImmutable();
+        result.accountTakeoverRiskReasons_ = accountTakeoverRiskReasons_;
+      }
+      if (((from_bitField0_ & 0x08000000) != 0)) {
+        accountTakeoverTrustReasons_.makeImmutable();
+        result.accountTakeoverTrustReasons_ = accountTakeoverTrustReasons_;
+      }
+      if (((from_bitField0_ & 0x10000000) != 0)) {
+        extendedVerdictReasons_.makeImmutable();
+        result.extendedVerdictReasons_ = extendedVerdictReasons_;
+      }
+      if (((from_bitField0_ & 0x20000000) != 0)) {
+        result.challenge_ = challenge_;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -1358,6 +2138,79 @@ private static final long serialVersionUID = 0L;
       if (!other.getPolicyVersion().isEmpty()) {
         policyVersion_ = other.policyVersion_;
         bitField0_ |= 0x00020000;
+        onChanged();
+      }
+      if (other.hasSmsTollFraudRisk()) {
+        setSmsTollFraudRisk(other.getSmsTollFraudRisk());
+      }
+      if (!other.smsTollFraudReasons_.isEmpty()) {
+        if (smsTollFraudReasons_.isEmpty()) {
+          smsTollFraudReasons_ = other.smsTollFraudReasons_;
+          bitField0_ |= 0x00080000;
+        } else {
+          ensureSmsTollFraudReasonsIsMutable();
+          smsTollFraudReasons_.addAll(other.smsTollFraudReasons_);
+        }
+        onChanged();
+      }
+      if (other.hasTransactionRisk()) {
+        setTransactionRisk(other.getTransactionRisk());
+      }
+      if (!other.transactionRiskReasons_.isEmpty()) {
+        if (transactionRiskReasons_.isEmpty()) {
+          transactionRiskReasons_ = other.transactionRiskReasons_;
+          bitField0_ |= 0x00200000;
+        } else {
+          ensureTransactionRiskReasonsIsMutable();
+          transactionRiskReasons_.addAll(other.transactionRiskReasons_);
+        }
+        onChanged();
+      }
+      if (other.hasStolenInstrumentRisk()) {
+        setStolenInstrumentRisk(other.getStolenInstrumentRisk());
+      }
+      if (other.hasCardTestingRisk()) {
+        setCardTestingRisk(other.getCardTestingRisk());
+      }
+      if (other.hasBehavioralTrust()) {
+        setBehavioralTrust(other.getBehavioralTrust());
+      }
+      if (other.hasAccountTakeoverRisk()) {
+        setAccountTakeoverRisk(other.getAccountTakeoverRisk());
+      }
+      if (!other.accountTakeoverRiskReasons_.isEmpty()) {
+        if (accountTakeoverRiskReasons_.isEmpty()) {
+          accountTakeoverRiskReasons_ = other.accountTakeoverRiskReasons_;
+          bitField0_ |= 0x04000000;
+        } else {
+          ensureAccountTakeoverRiskReasonsIsMutable();
+          accountTakeoverRiskReasons_.addAll(other.accountTakeoverRiskReasons_);
+        }
+        onChanged();
+      }
+      if (!other.accountTakeoverTrustReasons_.isEmpty()) {
+        if (accountTakeoverTrustReasons_.isEmpty()) {
+          accountTakeoverTrustReasons_ = other.accountTakeoverTrustReasons_;
+          bitField0_ |= 0x08000000;
+        } else {
+          ensureAccountTakeoverTrustReasonsIsMutable();
+          accountTakeoverTrustReasons_.addAll(other.accountTakeoverTrustReasons_);
+        }
+        onChanged();
+      }
+      if (!other.extendedVerdictReasons_.isEmpty()) {
+        if (extendedVerdictReasons_.isEmpty()) {
+          extendedVerdictReasons_ = other.extendedVerdictReasons_;
+          bitField0_ |= 0x10000000;
+        } else {
+          ensureExtendedVerdictReasonsIsMutable();
+          extendedVerdictReasons_.addAll(other.extendedVerdictReasons_);
+        }
+        onChanged();
+      }
+      if (!other.getChallenge().isEmpty()) {
+        challenge_ = other.challenge_;
+        bitField0_ |= 0x20000000;
         onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
@@ -1476,6 +2329,66 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00020000;
               break;
             } // case 146
+            case 157: {
+              smsTollFraudRisk_ = input.readFloat();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 157
+            case 162: {
+              ensureSmsTollFraudReasonsIsMutable();
+              smsTollFraudReasons_.add(input.readStringRequireUtf8());
+              break;
+            } // case 162
+            case 173: {
+              transactionRisk_ = input.readFloat();
+              bitField0_ |= 0x00100000;
+              break;
+            } // case 173
+            case 178: {
+              ensureTransactionRiskReasonsIsMutable();
+              transactionRiskReasons_.add(input.readStringRequireUtf8());
+              break;
+            } // case 178
+            case 189: {
+              stolenInstrumentRisk_ = input.readFloat();
+              bitField0_ |= 0x00400000;
+              break;
+            } // case 189
+            case 197: {
+              cardTestingRisk_ = input.readFloat();
+              bitField0_ |= 0x00800000;
+              break;
+            } // case 197
+            case 205: {
+              behavioralTrust_ = input.readFloat();
+              bitField0_ |= 0x01000000;
+              break;
+            } // case 205
+            case 213: {
+              accountTakeoverRisk_ = input.readFloat();
+              bitField0_ |= 0x02000000;
+              break;
+            } // case 213
+            case 218: {
+              ensureAccountTakeoverRiskReasonsIsMutable();
+              accountTakeoverRiskReasons_.add(input.readStringRequireUtf8());
+              break;
+            } // case 218
+            case 226: {
+              ensureAccountTakeoverTrustReasonsIsMutable();
+              accountTakeoverTrustReasons_.add(input.readStringRequireUtf8());
+              break;
+            } // case 226
+            case 234: {
+              ensureExtendedVerdictReasonsIsMutable();
+              extendedVerdictReasons_.add(input.readStringRequireUtf8());
+              break;
+            } // case 234
+            case 242: {
+              challenge_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x20000000;
+              break;
+            } // case 242
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3104,6 +4017,1227 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       policyVersion_ = value;
       bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+
+    private float smsTollFraudRisk_ ;
+    /**
+     * <pre>
+     * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+     * number in `user_ids` is toll fraud (reCAPTCHA's
+     * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+     * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+     * action's `max_sms_toll_fraud_risk`.
+     * </pre>
+     *
+     * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+     * @return Whether the smsTollFraudRisk field is set.
+     */
+    @java.lang.Override
+    public boolean hasSmsTollFraudRisk() {
+      return ((bitField0_ & 0x00040000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+     * number in `user_ids` is toll fraud (reCAPTCHA's
+     * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+     * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+     * action's `max_sms_toll_fraud_risk`.
+     * </pre>
+     *
+     * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+     * @return The smsTollFraudRisk.
+     */
+    @java.lang.Override
+    public float getSmsTollFraudRisk() {
+      return smsTollFraudRisk_;
+    }
+    /**
+     * <pre>
+     * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+     * number in `user_ids` is toll fraud (reCAPTCHA's
+     * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+     * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+     * action's `max_sms_toll_fraud_risk`.
+     * </pre>
+     *
+     * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+     * @param value The smsTollFraudRisk to set.
+     * @return This builder for chaining.
+     */
+    public Builder setSmsTollFraudRisk(float value) {
+
+      smsTollFraudRisk_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+     * number in `user_ids` is toll fraud (reCAPTCHA's
+     * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+     * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+     * action's `max_sms_toll_fraud_risk`.
+     * </pre>
+     *
+     * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearSmsTollFraudRisk() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      smsTollFraudRisk_ = 0F;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList smsTollFraudReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureSmsTollFraudReasonsIsMutable() {
+      if (!smsTollFraudReasons_.isModifiable()) {
+        smsTollFraudReasons_ = new com.google.protobuf.LazyStringArrayList(smsTollFraudReasons_);
+      }
+      bitField0_ |= 0x00080000;
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @return A list containing the smsTollFraudReasons.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getSmsTollFraudReasonsList() {
+      smsTollFraudReasons_.makeImmutable();
+      return smsTollFraudReasons_;
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @return The count of smsTollFraudReasons.
+     */
+    public int getSmsTollFraudReasonsCount() {
+      return smsTollFraudReasons_.size();
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @param index The index of the element to return.
+     * @return The smsTollFraudReasons at the given index.
+     */
+    public java.lang.String getSmsTollFraudReasons(int index) {
+      return smsTollFraudReasons_.get(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the smsTollFraudReasons at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getSmsTollFraudReasonsBytes(int index) {
+      return smsTollFraudReasons_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @param index The index to set the value at.
+     * @param value The smsTollFraudReasons to set.
+     * @return This builder for chaining.
+     */
+    public Builder setSmsTollFraudReasons(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureSmsTollFraudReasonsIsMutable();
+      smsTollFraudReasons_.set(index, value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @param value The smsTollFraudReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addSmsTollFraudReasons(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureSmsTollFraudReasonsIsMutable();
+      smsTollFraudReasons_.add(value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @param values The smsTollFraudReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllSmsTollFraudReasons(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureSmsTollFraudReasonsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, smsTollFraudReasons_);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearSmsTollFraudReasons() {
+      smsTollFraudReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00080000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+     * </pre>
+     *
+     * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+     * @param value The bytes of the smsTollFraudReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addSmsTollFraudReasonsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureSmsTollFraudReasonsIsMutable();
+      smsTollFraudReasons_.add(value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+
+    private float transactionRisk_ ;
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+     * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+     * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+     * with the action's `max_transaction_risk`.
+     * </pre>
+     *
+     * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+     * @return Whether the transactionRisk field is set.
+     */
+    @java.lang.Override
+    public boolean hasTransactionRisk() {
+      return ((bitField0_ & 0x00100000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+     * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+     * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+     * with the action's `max_transaction_risk`.
+     * </pre>
+     *
+     * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+     * @return The transactionRisk.
+     */
+    @java.lang.Override
+    public float getTransactionRisk() {
+      return transactionRisk_;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+     * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+     * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+     * with the action's `max_transaction_risk`.
+     * </pre>
+     *
+     * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+     * @param value The transactionRisk to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTransactionRisk(float value) {
+
+      transactionRisk_ = value;
+      bitField0_ |= 0x00100000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+     * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+     * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+     * with the action's `max_transaction_risk`.
+     * </pre>
+     *
+     * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTransactionRisk() {
+      bitField0_ = (bitField0_ & ~0x00100000);
+      transactionRisk_ = 0F;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList transactionRiskReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureTransactionRiskReasonsIsMutable() {
+      if (!transactionRiskReasons_.isModifiable()) {
+        transactionRiskReasons_ = new com.google.protobuf.LazyStringArrayList(transactionRiskReasons_);
+      }
+      bitField0_ |= 0x00200000;
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @return A list containing the transactionRiskReasons.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getTransactionRiskReasonsList() {
+      transactionRiskReasons_.makeImmutable();
+      return transactionRiskReasons_;
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @return The count of transactionRiskReasons.
+     */
+    public int getTransactionRiskReasonsCount() {
+      return transactionRiskReasons_.size();
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @param index The index of the element to return.
+     * @return The transactionRiskReasons at the given index.
+     */
+    public java.lang.String getTransactionRiskReasons(int index) {
+      return transactionRiskReasons_.get(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the transactionRiskReasons at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getTransactionRiskReasonsBytes(int index) {
+      return transactionRiskReasons_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @param index The index to set the value at.
+     * @param value The transactionRiskReasons to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTransactionRiskReasons(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureTransactionRiskReasonsIsMutable();
+      transactionRiskReasons_.set(index, value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @param value The transactionRiskReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addTransactionRiskReasons(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureTransactionRiskReasonsIsMutable();
+      transactionRiskReasons_.add(value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @param values The transactionRiskReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllTransactionRiskReasons(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureTransactionRiskReasonsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, transactionRiskReasons_);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTransactionRiskReasons() {
+      transactionRiskReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00200000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+     * </pre>
+     *
+     * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+     * @param value The bytes of the transactionRiskReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addTransactionRiskReasonsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureTransactionRiskReasonsIsMutable();
+      transactionRiskReasons_.add(value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+
+    private float stolenInstrumentRisk_ ;
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+     * Absent when not given.
+     * </pre>
+     *
+     * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+     * @return Whether the stolenInstrumentRisk field is set.
+     */
+    @java.lang.Override
+    public boolean hasStolenInstrumentRisk() {
+      return ((bitField0_ & 0x00400000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+     * Absent when not given.
+     * </pre>
+     *
+     * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+     * @return The stolenInstrumentRisk.
+     */
+    @java.lang.Override
+    public float getStolenInstrumentRisk() {
+      return stolenInstrumentRisk_;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+     * Absent when not given.
+     * </pre>
+     *
+     * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+     * @param value The stolenInstrumentRisk to set.
+     * @return This builder for chaining.
+     */
+    public Builder setStolenInstrumentRisk(float value) {
+
+      stolenInstrumentRisk_ = value;
+      bitField0_ |= 0x00400000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+     * Absent when not given.
+     * </pre>
+     *
+     * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearStolenInstrumentRisk() {
+      bitField0_ = (bitField0_ & ~0x00400000);
+      stolenInstrumentRisk_ = 0F;
+      onChanged();
+      return this;
+    }
+
+    private float cardTestingRisk_ ;
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+     * (carding). Absent when not given.
+     * </pre>
+     *
+     * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+     * @return Whether the cardTestingRisk field is set.
+     */
+    @java.lang.Override
+    public boolean hasCardTestingRisk() {
+      return ((bitField0_ & 0x00800000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+     * (carding). Absent when not given.
+     * </pre>
+     *
+     * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+     * @return The cardTestingRisk.
+     */
+    @java.lang.Override
+    public float getCardTestingRisk() {
+      return cardTestingRisk_;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+     * (carding). Absent when not given.
+     * </pre>
+     *
+     * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+     * @param value The cardTestingRisk to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCardTestingRisk(float value) {
+
+      cardTestingRisk_ = value;
+      bitField0_ |= 0x00800000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+     * (carding). Absent when not given.
+     * </pre>
+     *
+     * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCardTestingRisk() {
+      bitField0_ = (bitField0_ & ~0x00800000);
+      cardTestingRisk_ = 0F;
+      onChanged();
+      return this;
+    }
+
+    private float behavioralTrust_ ;
+    /**
+     * <pre>
+     * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+     * is more trusted. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+     * @return Whether the behavioralTrust field is set.
+     */
+    @java.lang.Override
+    public boolean hasBehavioralTrust() {
+      return ((bitField0_ & 0x01000000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+     * is more trusted. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+     * @return The behavioralTrust.
+     */
+    @java.lang.Override
+    public float getBehavioralTrust() {
+      return behavioralTrust_;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+     * is more trusted. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+     * @param value The behavioralTrust to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBehavioralTrust(float value) {
+
+      behavioralTrust_ = value;
+      bitField0_ |= 0x01000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+     * is more trusted. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBehavioralTrust() {
+      bitField0_ = (bitField0_ & ~0x01000000);
+      behavioralTrust_ = 0F;
+      onChanged();
+      return this;
+    }
+
+    private float accountTakeoverRisk_ ;
+    /**
+     * <pre>
+     * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+     * account is being taken over. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+     * @return Whether the accountTakeoverRisk field is set.
+     */
+    @java.lang.Override
+    public boolean hasAccountTakeoverRisk() {
+      return ((bitField0_ & 0x02000000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+     * account is being taken over. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+     * @return The accountTakeoverRisk.
+     */
+    @java.lang.Override
+    public float getAccountTakeoverRisk() {
+      return accountTakeoverRisk_;
+    }
+    /**
+     * <pre>
+     * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+     * account is being taken over. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+     * @param value The accountTakeoverRisk to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAccountTakeoverRisk(float value) {
+
+      accountTakeoverRisk_ = value;
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+     * account is being taken over. Absent when not given.
+     * </pre>
+     *
+     * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAccountTakeoverRisk() {
+      bitField0_ = (bitField0_ & ~0x02000000);
+      accountTakeoverRisk_ = 0F;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList accountTakeoverRiskReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureAccountTakeoverRiskReasonsIsMutable() {
+      if (!accountTakeoverRiskReasons_.isModifiable()) {
+        accountTakeoverRiskReasons_ = new com.google.protobuf.LazyStringArrayList(accountTakeoverRiskReasons_);
+      }
+      bitField0_ |= 0x04000000;
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @return A list containing the accountTakeoverRiskReasons.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getAccountTakeoverRiskReasonsList() {
+      accountTakeoverRiskReasons_.makeImmutable();
+      return accountTakeoverRiskReasons_;
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @return The count of accountTakeoverRiskReasons.
+     */
+    public int getAccountTakeoverRiskReasonsCount() {
+      return accountTakeoverRiskReasons_.size();
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @param index The index of the element to return.
+     * @return The accountTakeoverRiskReasons at the given index.
+     */
+    public java.lang.String getAccountTakeoverRiskReasons(int index) {
+      return accountTakeoverRiskReasons_.get(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the accountTakeoverRiskReasons at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getAccountTakeoverRiskReasonsBytes(int index) {
+      return accountTakeoverRiskReasons_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @param index The index to set the value at.
+     * @param value The accountTakeoverRiskReasons to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAccountTakeoverRiskReasons(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureAccountTakeoverRiskReasonsIsMutable();
+      accountTakeoverRiskReasons_.set(index, value);
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @param value The accountTakeoverRiskReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAccountTakeoverRiskReasons(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureAccountTakeoverRiskReasonsIsMutable();
+      accountTakeoverRiskReasons_.add(value);
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @param values The accountTakeoverRiskReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllAccountTakeoverRiskReasons(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureAccountTakeoverRiskReasonsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, accountTakeoverRiskReasons_);
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAccountTakeoverRiskReasons() {
+      accountTakeoverRiskReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x04000000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+     * @param value The bytes of the accountTakeoverRiskReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAccountTakeoverRiskReasonsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureAccountTakeoverRiskReasonsIsMutable();
+      accountTakeoverRiskReasons_.add(value);
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList accountTakeoverTrustReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureAccountTakeoverTrustReasonsIsMutable() {
+      if (!accountTakeoverTrustReasons_.isModifiable()) {
+        accountTakeoverTrustReasons_ = new com.google.protobuf.LazyStringArrayList(accountTakeoverTrustReasons_);
+      }
+      bitField0_ |= 0x08000000;
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @return A list containing the accountTakeoverTrustReasons.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getAccountTakeoverTrustReasonsList() {
+      accountTakeoverTrustReasons_.makeImmutable();
+      return accountTakeoverTrustReasons_;
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @return The count of accountTakeoverTrustReasons.
+     */
+    public int getAccountTakeoverTrustReasonsCount() {
+      return accountTakeoverTrustReasons_.size();
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @param index The index of the element to return.
+     * @return The accountTakeoverTrustReasons at the given index.
+     */
+    public java.lang.String getAccountTakeoverTrustReasons(int index) {
+      return accountTakeoverTrustReasons_.get(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the accountTakeoverTrustReasons at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getAccountTakeoverTrustReasonsBytes(int index) {
+      return accountTakeoverTrustReasons_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @param index The index to set the value at.
+     * @param value The accountTakeoverTrustReasons to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAccountTakeoverTrustReasons(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureAccountTakeoverTrustReasonsIsMutable();
+      accountTakeoverTrustReasons_.set(index, value);
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @param value The accountTakeoverTrustReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAccountTakeoverTrustReasons(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureAccountTakeoverTrustReasonsIsMutable();
+      accountTakeoverTrustReasons_.add(value);
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @param values The accountTakeoverTrustReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllAccountTakeoverTrustReasons(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureAccountTakeoverTrustReasonsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, accountTakeoverTrustReasons_);
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAccountTakeoverTrustReasons() {
+      accountTakeoverTrustReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x08000000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+     * </pre>
+     *
+     * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+     * @param value The bytes of the accountTakeoverTrustReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAccountTakeoverTrustReasonsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureAccountTakeoverTrustReasonsIsMutable();
+      accountTakeoverTrustReasons_.add(value);
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList extendedVerdictReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureExtendedVerdictReasonsIsMutable() {
+      if (!extendedVerdictReasons_.isModifiable()) {
+        extendedVerdictReasons_ = new com.google.protobuf.LazyStringArrayList(extendedVerdictReasons_);
+      }
+      bitField0_ |= 0x10000000;
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @return A list containing the extendedVerdictReasons.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getExtendedVerdictReasonsList() {
+      extendedVerdictReasons_.makeImmutable();
+      return extendedVerdictReasons_;
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @return The count of extendedVerdictReasons.
+     */
+    public int getExtendedVerdictReasonsCount() {
+      return extendedVerdictReasons_.size();
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @param index The index of the element to return.
+     * @return The extendedVerdictReasons at the given index.
+     */
+    public java.lang.String getExtendedVerdictReasons(int index) {
+      return extendedVerdictReasons_.get(index);
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the extendedVerdictReasons at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getExtendedVerdictReasonsBytes(int index) {
+      return extendedVerdictReasons_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @param index The index to set the value at.
+     * @param value The extendedVerdictReasons to set.
+     * @return This builder for chaining.
+     */
+    public Builder setExtendedVerdictReasons(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureExtendedVerdictReasonsIsMutable();
+      extendedVerdictReasons_.set(index, value);
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @param value The extendedVerdictReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addExtendedVerdictReasons(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureExtendedVerdictReasonsIsMutable();
+      extendedVerdictReasons_.add(value);
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @param values The extendedVerdictReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllExtendedVerdictReasons(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureExtendedVerdictReasonsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, extendedVerdictReasons_);
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearExtendedVerdictReasons() {
+      extendedVerdictReasons_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x10000000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+     * free-form names Google adds beside `reasons`.
+     * </pre>
+     *
+     * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+     * @param value The bytes of the extendedVerdictReasons to add.
+     * @return This builder for chaining.
+     */
+    public Builder addExtendedVerdictReasonsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureExtendedVerdictReasonsIsMutable();
+      extendedVerdictReasons_.add(value);
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object challenge_ = "";
+    /**
+     * <pre>
+     * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+     * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+     * </pre>
+     *
+     * <code>string challenge = 30 [json_name = "challenge"];</code>
+     * @return The challenge.
+     */
+    public java.lang.String getChallenge() {
+      java.lang.Object ref = challenge_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        challenge_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+     * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+     * </pre>
+     *
+     * <code>string challenge = 30 [json_name = "challenge"];</code>
+     * @return The bytes for challenge.
+     */
+    public com.google.protobuf.ByteString
+        getChallengeBytes() {
+      java.lang.Object ref = challenge_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        challenge_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+     * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+     * </pre>
+     *
+     * <code>string challenge = 30 [json_name = "challenge"];</code>
+     * @param value The challenge to set.
+     * @return This builder for chaining.
+     */
+    public Builder setChallenge(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      challenge_ = value;
+      bitField0_ |= 0x20000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+     * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+     * </pre>
+     *
+     * <code>string challenge = 30 [json_name = "challenge"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearChallenge() {
+      challenge_ = getDefaultInstance().getChallenge();
+      bitField0_ = (bitField0_ & ~0x20000000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+     * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+     * </pre>
+     *
+     * <code>string challenge = 30 [json_name = "challenge"];</code>
+     * @param value The bytes for challenge to set.
+     * @return This builder for chaining.
+     */
+    public Builder setChallengeBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      challenge_ = value;
+      bitField0_ |= 0x20000000;
       onChanged();
       return this;
     }

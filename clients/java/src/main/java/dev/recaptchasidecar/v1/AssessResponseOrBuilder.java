@@ -389,4 +389,371 @@ public interface AssessResponseOrBuilder extends
    */
   com.google.protobuf.ByteString
       getPolicyVersionBytes();
+
+  /**
+   * <pre>
+   * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+   * number in `user_ids` is toll fraud (reCAPTCHA's
+   * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+   * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+   * action's `max_sms_toll_fraud_risk`.
+   * </pre>
+   *
+   * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+   * @return Whether the smsTollFraudRisk field is set.
+   */
+  boolean hasSmsTollFraudRisk();
+  /**
+   * <pre>
+   * Output only. SMS defense: the risk, 0.0 (safe) to 1.0 (toll fraud), that an SMS to the phone
+   * number in `user_ids` is toll fraud (reCAPTCHA's
+   * `phone_fraud_assessment.sms_toll_fraud_verdict.risk`). Absent when not assessed (no phone
+   * number, SMS defense not enabled, no answer), never a 0.0 that reads as safe. Compared with the
+   * action's `max_sms_toll_fraud_risk`.
+   * </pre>
+   *
+   * <code>optional float sms_toll_fraud_risk = 19 [json_name = "smsTollFraudRisk"];</code>
+   * @return The smsTollFraudRisk.
+   */
+  float getSmsTollFraudRisk();
+
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @return A list containing the smsTollFraudReasons.
+   */
+  java.util.List<java.lang.String>
+      getSmsTollFraudReasonsList();
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @return The count of smsTollFraudReasons.
+   */
+  int getSmsTollFraudReasonsCount();
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The smsTollFraudReasons at the given index.
+   */
+  java.lang.String getSmsTollFraudReasons(int index);
+  /**
+   * <pre>
+   * Output only. Why SMS defense gave that risk (e.g. "INVALID_PHONE_NUMBER").
+   * </pre>
+   *
+   * <code>repeated string sms_toll_fraud_reasons = 20 [json_name = "smsTollFraudReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the smsTollFraudReasons at the given index.
+   */
+  com.google.protobuf.ByteString
+      getSmsTollFraudReasonsBytes(int index);
+
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+   * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+   * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+   * with the action's `max_transaction_risk`.
+   * </pre>
+   *
+   * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+   * @return Whether the transactionRisk field is set.
+   */
+  boolean hasTransactionRisk();
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 (safe) to 1.0 (fraud), that the payment in
+   * `transaction_data` is fraudulent (`fraud_prevention_assessment.transaction_risk`). Absent
+   * when not assessed (no transaction data, fraud prevention not enabled, no answer). Compared
+   * with the action's `max_transaction_risk`.
+   * </pre>
+   *
+   * <code>optional float transaction_risk = 21 [json_name = "transactionRisk"];</code>
+   * @return The transactionRisk.
+   */
+  float getTransactionRisk();
+
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @return A list containing the transactionRiskReasons.
+   */
+  java.util.List<java.lang.String>
+      getTransactionRiskReasonsList();
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @return The count of transactionRiskReasons.
+   */
+  int getTransactionRiskReasonsCount();
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The transactionRiskReasons at the given index.
+   */
+  java.lang.String getTransactionRiskReasons(int index);
+  /**
+   * <pre>
+   * Output only. Why fraud prevention gave that risk (e.g. "HIGH_TRANSACTION_VELOCITY").
+   * </pre>
+   *
+   * <code>repeated string transaction_risk_reasons = 22 [json_name = "transactionRiskReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the transactionRiskReasons at the given index.
+   */
+  com.google.protobuf.ByteString
+      getTransactionRiskReasonsBytes(int index);
+
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+   * Absent when not given.
+   * </pre>
+   *
+   * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+   * @return Whether the stolenInstrumentRisk field is set.
+   */
+  boolean hasStolenInstrumentRisk();
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the payment instrument is stolen.
+   * Absent when not given.
+   * </pre>
+   *
+   * <code>optional float stolen_instrument_risk = 23 [json_name = "stolenInstrumentRisk"];</code>
+   * @return The stolenInstrumentRisk.
+   */
+  float getStolenInstrumentRisk();
+
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+   * (carding). Absent when not given.
+   * </pre>
+   *
+   * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+   * @return Whether the cardTestingRisk field is set.
+   */
+  boolean hasCardTestingRisk();
+  /**
+   * <pre>
+   * Output only. Fraud prevention: the risk, 0.0 to 1.0, that the card is being tested
+   * (carding). Absent when not given.
+   * </pre>
+   *
+   * <code>optional float card_testing_risk = 24 [json_name = "cardTestingRisk"];</code>
+   * @return The cardTestingRisk.
+   */
+  float getCardTestingRisk();
+
+  /**
+   * <pre>
+   * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+   * is more trusted. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+   * @return Whether the behavioralTrust field is set.
+   */
+  boolean hasBehavioralTrust();
+  /**
+   * <pre>
+   * Output only. Fraud prevention: how far the user's behaviour is trusted, 0.0 to 1.0, higher
+   * is more trusted. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float behavioral_trust = 25 [json_name = "behavioralTrust"];</code>
+   * @return The behavioralTrust.
+   */
+  float getBehavioralTrust();
+
+  /**
+   * <pre>
+   * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+   * account is being taken over. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+   * @return Whether the accountTakeoverRisk field is set.
+   */
+  boolean hasAccountTakeoverRisk();
+  /**
+   * <pre>
+   * Output only. Account defender's account-takeover verdict: the risk, 0.0 to 1.0, that the
+   * account is being taken over. Absent when not given.
+   * </pre>
+   *
+   * <code>optional float account_takeover_risk = 26 [json_name = "accountTakeoverRisk"];</code>
+   * @return The accountTakeoverRisk.
+   */
+  float getAccountTakeoverRisk();
+
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @return A list containing the accountTakeoverRiskReasons.
+   */
+  java.util.List<java.lang.String>
+      getAccountTakeoverRiskReasonsList();
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @return The count of accountTakeoverRiskReasons.
+   */
+  int getAccountTakeoverRiskReasonsCount();
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The accountTakeoverRiskReasons at the given index.
+   */
+  java.lang.String getAccountTakeoverRiskReasons(int index);
+  /**
+   * <pre>
+   * Output only. Why the takeover risk is high (e.g. "CLIENT_ACCESSED_MANY_ACCOUNTS").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_risk_reasons = 27 [json_name = "accountTakeoverRiskReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the accountTakeoverRiskReasons at the given index.
+   */
+  com.google.protobuf.ByteString
+      getAccountTakeoverRiskReasonsBytes(int index);
+
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @return A list containing the accountTakeoverTrustReasons.
+   */
+  java.util.List<java.lang.String>
+      getAccountTakeoverTrustReasonsList();
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @return The count of accountTakeoverTrustReasons.
+   */
+  int getAccountTakeoverTrustReasonsCount();
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The accountTakeoverTrustReasons at the given index.
+   */
+  java.lang.String getAccountTakeoverTrustReasons(int index);
+  /**
+   * <pre>
+   * Output only. Why the account is trusted (e.g. "PROFILE_MATCH").
+   * </pre>
+   *
+   * <code>repeated string account_takeover_trust_reasons = 28 [json_name = "accountTakeoverTrustReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the accountTakeoverTrustReasons at the given index.
+   */
+  com.google.protobuf.ByteString
+      getAccountTakeoverTrustReasonsBytes(int index);
+
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @return A list containing the extendedVerdictReasons.
+   */
+  java.util.List<java.lang.String>
+      getExtendedVerdictReasonsList();
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @return The count of extendedVerdictReasons.
+   */
+  int getExtendedVerdictReasonsCount();
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @param index The index of the element to return.
+   * @return The extendedVerdictReasons at the given index.
+   */
+  java.lang.String getExtendedVerdictReasons(int index);
+  /**
+   * <pre>
+   * Output only. Upstream's extended verdict reasons (`risk_analysis.extended_verdict_reasons`):
+   * free-form names Google adds beside `reasons`.
+   * </pre>
+   *
+   * <code>repeated string extended_verdict_reasons = 29 [json_name = "extendedVerdictReasons"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the extendedVerdictReasons at the given index.
+   */
+  com.google.protobuf.ByteString
+      getExtendedVerdictReasonsBytes(int index);
+
+  /**
+   * <pre>
+   * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+   * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+   * </pre>
+   *
+   * <code>string challenge = 30 [json_name = "challenge"];</code>
+   * @return The challenge.
+   */
+  java.lang.String getChallenge();
+  /**
+   * <pre>
+   * Output only. The outcome of a challenge shown to the user (checkbox and policy-based keys):
+   * "NOCAPTCHA" (passed without one), "PASSED", "FAILED"; empty when there was none.
+   * </pre>
+   *
+   * <code>string challenge = 30 [json_name = "challenge"];</code>
+   * @return The bytes for challenge.
+   */
+  com.google.protobuf.ByteString
+      getChallengeBytes();
 }

@@ -27,10 +27,50 @@ public final class SidecarProto extends com.google.protobuf.GeneratedFile {
         (com.google.protobuf.ExtensionRegistryLite) registry);
   }
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_RelatedAccount_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_RelatedAccount_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_recaptcha_sidecar_v1_AssessRequest_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_recaptcha_sidecar_v1_AssessRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_TransactionData_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_TransactionData_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_TransactionData_Address_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_TransactionData_Address_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_TransactionData_User_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_TransactionData_User_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_TransactionData_Item_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_TransactionData_Item_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_TransactionData_GatewayInfo_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_TransactionData_GatewayInfo_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
     internal_static_recaptcha_sidecar_v1_UserId_descriptor;
   static final 
@@ -46,6 +86,11 @@ public final class SidecarProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_recaptcha_sidecar_v1_AnnotateRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_recaptcha_sidecar_v1_PhoneAuthenticationEvent_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_recaptcha_sidecar_v1_PhoneAuthenticationEvent_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
     internal_static_recaptcha_sidecar_v1_TransactionEvent_descriptor;
   static final 
@@ -67,162 +112,293 @@ public final class SidecarProto extends com.google.protobuf.GeneratedFile {
     java.lang.String[] descriptorData = {
       "\n\"recaptcha/sidecar/v1/sidecar.proto\022\024re" +
       "captcha.sidecar.v1\032\037google/protobuf/time" +
-      "stamp.proto\"\327\003\n\rAssessRequest\022\024\n\005token\030\001" +
-      " \001(\tR\005token\022\'\n\017expected_action\030\002 \001(\tR\016ex" +
-      "pectedAction\022\031\n\010site_key\030\003 \001(\tR\007siteKey\022" +
-      "&\n\017user_ip_address\030\004 \001(\tR\ruserIpAddress\022" +
-      "\035\n\nuser_agent\030\005 \001(\tR\tuserAgent\022\020\n\003ja3\030\006 " +
-      "\001(\tR\003ja3\022\020\n\003ja4\030\007 \001(\tR\003ja4\022#\n\rrequested_" +
-      "uri\030\010 \001(\tR\014requestedUri\022\035\n\naccount_id\030\t " +
-      "\001(\tR\taccountId\0227\n\010user_ids\030\n \003(\0132\034.recap" +
-      "tcha.sidecar.v1.UserIdR\007userIds\022\'\n\017idemp" +
-      "otency_key\030\013 \001(\tR\016idempotencyKey\022\030\n\007head" +
-      "ers\030\014 \003(\tR\007headers\022A\n\013client_type\030\r \001(\0162" +
-      " .recaptcha.sidecar.v1.ClientTypeR\nclien" +
-      "tType\"i\n\006UserId\022\026\n\005email\030\001 \001(\tH\000R\005email\022" +
-      "#\n\014phone_number\030\002 \001(\tH\000R\013phoneNumber\022\034\n\010" +
-      "username\030\003 \001(\tH\000R\010usernameB\004\n\002id\"\200\006\n\016Ass" +
-      "essResponse\022\030\n\007allowed\030\001 \001(\010R\007allowed\0227\n" +
-      "\007verdict\030\002 \001(\0162\035.recaptcha.sidecar.v1.Ve" +
-      "rdictR\007verdict\022D\n\014token_status\030\003 \001(\0162!.r" +
-      "ecaptcha.sidecar.v1.TokenStatusR\013tokenSt" +
-      "atus\022%\n\016invalid_reason\030\004 \001(\tR\rinvalidRea" +
-      "son\022\024\n\005score\030\005 \001(\002R\005score\022\030\n\007reasons\030\006 \003" +
-      "(\tR\007reasons\022\026\n\006action\030\007 \001(\tR\006action\022\032\n\010h" +
-      "ostname\030\010 \001(\tR\010hostname\022\'\n\017assessment_na" +
-      "me\030\t \001(\tR\016assessmentName\0226\n\027account_defe" +
-      "nder_labels\030\n \003(\tR\025accountDefenderLabels" +
-      "\022\032\n\010replayed\030\013 \001(\010R\010replayed\0220\n\024android_" +
-      "package_name\030\014 \001(\tR\022androidPackageName\022\"" +
-      "\n\rios_bundle_id\030\r \001(\tR\013iosBundleId\022\034\n\tth" +
-      "reshold\030\016 \001(\002R\tthreshold\022;\n\013create_time\030" +
-      "\017 \001(\0132\032.google.protobuf.TimestampR\ncreat" +
-      "eTime\022V\n\022recommended_action\030\020 \001(\0162\'.reca" +
-      "ptcha.sidecar.v1.RecommendedActionR\021reco" +
-      "mmendedAction\022\035\n\ndecided_by\030\021 \001(\tR\tdecid" +
-      "edBy\022%\n\016policy_version\030\022 \001(\tR\rpolicyVers" +
-      "ion\"\336\002\n\017AnnotateRequest\022\'\n\017assessment_na" +
-      "me\030\001 \001(\tR\016assessmentName\022@\n\nannotation\030\002" +
-      " \001(\0162 .recaptcha.sidecar.v1.AnnotationR\n" +
-      "annotation\022@\n\007reasons\030\003 \003(\0162&.recaptcha." +
-      "sidecar.v1.AnnotationReasonR\007reasons\022\035\n\n" +
-      "account_id\030\004 \001(\tR\taccountId\022S\n\021transacti" +
-      "on_event\030\005 \001(\0132&.recaptcha.sidecar.v1.Tr" +
-      "ansactionEventR\020transactionEvent\022*\n\021wait" +
-      "_for_upstream\030\006 \001(\010R\017waitForUpstream\"\306\001\n" +
-      "\020TransactionEvent\022I\n\nevent_type\030\001 \001(\0162*." +
-      "recaptcha.sidecar.v1.TransactionEventTyp" +
-      "eR\teventType\022\026\n\006reason\030\002 \001(\tR\006reason\022\024\n\005" +
-      "value\030\003 \001(\001R\005value\0229\n\nevent_time\030\004 \001(\0132\032" +
-      ".google.protobuf.TimestampR\teventTime\"X\n" +
-      "\020AnnotateResponse\022D\n\010delivery\030\001 \001(\0162(.re" +
-      "captcha.sidecar.v1.AnnotationDeliveryR\010d" +
-      "elivery*l\n\nClientType\022\033\n\027CLIENT_TYPE_UNS" +
-      "PECIFIED\020\000\022\023\n\017CLIENT_TYPE_WEB\020\001\022\027\n\023CLIEN" +
-      "T_TYPE_ANDROID\020\002\022\023\n\017CLIENT_TYPE_IOS\020\003*\247\001" +
-      "\n\007Verdict\022\027\n\023VERDICT_UNSPECIFIED\020\000\022\022\n\016VE" +
-      "RDICT_PASSED\020\001\022\030\n\024VERDICT_FAILED_AUDIT\020\002" +
-      "\022\032\n\026VERDICT_FAILED_ENFORCE\020\003\022\037\n\033VERDICT_" +
-      "CLIENT_TYPE_MISSING\020\004\022\030\n\024VERDICT_KEYS_MI" +
-      "SSING\020\005*\311\001\n\013TokenStatus\022\034\n\030TOKEN_STATUS_" +
-      "UNSPECIFIED\020\000\022\026\n\022TOKEN_STATUS_VALID\020\001\022\030\n" +
-      "\024TOKEN_STATUS_EXPIRED\020\002\022\032\n\026TOKEN_STATUS_" +
-      "DUPLICATE\020\003\022\030\n\024TOKEN_STATUS_INVALID\020\004\022\030\n" +
-      "\024TOKEN_STATUS_MISSING\020\005\022\032\n\026TOKEN_STATUS_" +
-      "UNCHECKED\020\006*\225\001\n\021RecommendedAction\022\"\n\036REC" +
-      "OMMENDED_ACTION_UNSPECIFIED\020\000\022\034\n\030RECOMME" +
-      "NDED_ACTION_ALLOW\020\001\022 \n\034RECOMMENDED_ACTIO" +
-      "N_CHALLENGE\020\002\022\034\n\030RECOMMENDED_ACTION_BLOC" +
-      "K\020\003*^\n\nAnnotation\022\032\n\026ANNOTATION_UNSPECIF" +
-      "IED\020\000\022\031\n\025ANNOTATION_LEGITIMATE\020\001\022\031\n\025ANNO" +
-      "TATION_FRAUDULENT\020\002*\340\004\n\020AnnotationReason" +
-      "\022!\n\035ANNOTATION_REASON_UNSPECIFIED\020\000\022 \n\034A" +
-      "NNOTATION_REASON_CHARGEBACK\020\001\022(\n$ANNOTAT" +
-      "ION_REASON_PAYMENT_HEURISTICS\020\002\022\'\n#ANNOT" +
-      "ATION_REASON_PASSED_TWO_FACTOR\020\003\022\'\n#ANNO" +
-      "TATION_REASON_FAILED_TWO_FACTOR\020\004\022&\n\"ANN" +
-      "OTATION_REASON_CORRECT_PASSWORD\020\005\022(\n$ANN" +
-      "OTATION_REASON_INCORRECT_PASSWORD\020\006\022*\n&A" +
-      "NNOTATION_REASON_INITIATED_TWO_FACTOR\020\007\022" +
-      "&\n\"ANNOTATION_REASON_CHARGEBACK_FRAUD\020\010\022" +
-      "(\n$ANNOTATION_REASON_CHARGEBACK_DISPUTE\020" +
-      "\t\022\034\n\030ANNOTATION_REASON_REFUND\020\n\022\"\n\036ANNOT" +
-      "ATION_REASON_REFUND_FRAUD\020\013\022*\n&ANNOTATIO" +
-      "N_REASON_TRANSACTION_ACCEPTED\020\014\022*\n&ANNOT" +
-      "ATION_REASON_TRANSACTION_DECLINED\020\r\022!\n\035A" +
-      "NNOTATION_REASON_SOCIAL_SPAM\020\016*\330\006\n\024Trans" +
-      "actionEventType\022&\n\"TRANSACTION_EVENT_TYP" +
-      "E_UNSPECIFIED\020\000\022+\n\'TRANSACTION_EVENT_TYP" +
-      "E_MERCHANT_APPROVE\020\001\022(\n$TRANSACTION_EVEN" +
-      "T_TYPE_MERCHANT_DENY\020\002\022(\n$TRANSACTION_EV" +
-      "ENT_TYPE_MANUAL_REVIEW\020\003\022(\n$TRANSACTION_" +
-      "EVENT_TYPE_AUTHORIZATION\020\004\0220\n,TRANSACTIO" +
-      "N_EVENT_TYPE_AUTHORIZATION_DECLINE\020\005\022*\n&" +
-      "TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE\020\006" +
-      "\0222\n.TRANSACTION_EVENT_TYPE_PAYMENT_CAPTU" +
-      "RE_DECLINE\020\007\022!\n\035TRANSACTION_EVENT_TYPE_C" +
-      "ANCEL\020\010\022-\n)TRANSACTION_EVENT_TYPE_CHARGE" +
-      "BACK_INQUIRY\020\t\022+\n\'TRANSACTION_EVENT_TYPE" +
-      "_CHARGEBACK_ALERT\020\n\022-\n)TRANSACTION_EVENT" +
-      "_TYPE_FRAUD_NOTIFICATION\020\013\022%\n!TRANSACTIO" +
-      "N_EVENT_TYPE_CHARGEBACK\020\014\0223\n/TRANSACTION" +
-      "_EVENT_TYPE_CHARGEBACK_REPRESENTMENT\020\r\022-" +
-      "\n)TRANSACTION_EVENT_TYPE_CHARGEBACK_REVE" +
-      "RSE\020\016\022)\n%TRANSACTION_EVENT_TYPE_REFUND_R" +
-      "EQUEST\020\017\022)\n%TRANSACTION_EVENT_TYPE_REFUN" +
-      "D_DECLINE\020\020\022!\n\035TRANSACTION_EVENT_TYPE_RE" +
-      "FUND\020\021\022)\n%TRANSACTION_EVENT_TYPE_REFUND_" +
-      "REVERSE\020\022*|\n\022AnnotationDelivery\022#\n\037ANNOT" +
-      "ATION_DELIVERY_UNSPECIFIED\020\000\022\036\n\032ANNOTATI" +
-      "ON_DELIVERY_QUEUED\020\001\022!\n\035ANNOTATION_DELIV" +
-      "ERY_DELIVERED\020\0022\305\001\n\023VerificationService\022" +
-      "S\n\006Assess\022#.recaptcha.sidecar.v1.AssessR" +
-      "equest\032$.recaptcha.sidecar.v1.AssessResp" +
-      "onse\022Y\n\010Annotate\022%.recaptcha.sidecar.v1." +
-      "AnnotateRequest\032&.recaptcha.sidecar.v1.A" +
-      "nnotateResponseB\212\001\n\027dev.recaptchasidecar" +
-      ".v1B\014SidecarProtoP\001Z_github.com/recaptch" +
-      "a-sidecar/recaptcha-sidecar/clients/go/r" +
-      "ecaptchasidecarv1;recaptchasidecarv1b\006pr" +
-      "oto3"
+      "stamp.proto\"y\n\034SearchRelatedAccountsRequ" +
+      "est\022\035\n\naccount_id\030\001 \001(\tR\taccountId\022\033\n\tpa" +
+      "ge_size\030\002 \001(\005R\010pageSize\022\035\n\npage_token\030\003 " +
+      "\001(\tR\tpageToken\"\230\001\n\035SearchRelatedAccounts" +
+      "Response\022O\n\020related_accounts\030\001 \003(\0132$.rec" +
+      "aptcha.sidecar.v1.RelatedAccountR\017relate" +
+      "dAccounts\022&\n\017next_page_token\030\002 \001(\tR\rnext" +
+      "PageToken\"c\n\016RelatedAccount\022\035\n\naccount_i" +
+      "d\030\001 \001(\tR\taccountId\022\024\n\005group\030\002 \001(\tR\005group" +
+      "\022\034\n\tdecrypted\030\003 \001(\010R\tdecrypted\"\303\004\n\rAsses" +
+      "sRequest\022\024\n\005token\030\001 \001(\tR\005token\022\'\n\017expect" +
+      "ed_action\030\002 \001(\tR\016expectedAction\022\031\n\010site_" +
+      "key\030\003 \001(\tR\007siteKey\022&\n\017user_ip_address\030\004 " +
+      "\001(\tR\ruserIpAddress\022\035\n\nuser_agent\030\005 \001(\tR\t" +
+      "userAgent\022\020\n\003ja3\030\006 \001(\tR\003ja3\022\020\n\003ja4\030\007 \001(\t" +
+      "R\003ja4\022#\n\rrequested_uri\030\010 \001(\tR\014requestedU" +
+      "ri\022\035\n\naccount_id\030\t \001(\tR\taccountId\0227\n\010use" +
+      "r_ids\030\n \003(\0132\034.recaptcha.sidecar.v1.UserI" +
+      "dR\007userIds\022\'\n\017idempotency_key\030\013 \001(\tR\016ide" +
+      "mpotencyKey\022\030\n\007headers\030\014 \003(\tR\007headers\022A\n" +
+      "\013client_type\030\r \001(\0162 .recaptcha.sidecar.v" +
+      "1.ClientTypeR\nclientType\022\030\n\007express\030\016 \001(" +
+      "\010R\007express\022P\n\020transaction_data\030\017 \001(\0132%.r" +
+      "ecaptcha.sidecar.v1.TransactionDataR\017tra" +
+      "nsactionData\"\247\013\n\017TransactionData\022%\n\016tran" +
+      "saction_id\030\001 \001(\tR\rtransactionId\022%\n\016payme" +
+      "nt_method\030\002 \001(\tR\rpaymentMethod\022\031\n\010card_b" +
+      "in\030\003 \001(\tR\007cardBin\022$\n\016card_last_four\030\004 \001(" +
+      "\tR\014cardLastFour\022#\n\rcurrency_code\030\005 \001(\tR\014" +
+      "currencyCode\022\024\n\005value\030\006 \001(\001R\005value\022%\n\016sh" +
+      "ipping_value\030\007 \001(\001R\rshippingValue\022X\n\020shi" +
+      "pping_address\030\010 \001(\0132-.recaptcha.sidecar." +
+      "v1.TransactionData.AddressR\017shippingAddr" +
+      "ess\022V\n\017billing_address\030\t \001(\0132-.recaptcha" +
+      ".sidecar.v1.TransactionData.AddressR\016bil" +
+      "lingAddress\022>\n\004user\030\n \001(\0132*.recaptcha.si" +
+      "decar.v1.TransactionData.UserR\004user\022H\n\tm" +
+      "erchants\030\013 \003(\0132*.recaptcha.sidecar.v1.Tr" +
+      "ansactionData.UserR\tmerchants\022@\n\005items\030\014" +
+      " \003(\0132*.recaptcha.sidecar.v1.TransactionD" +
+      "ata.ItemR\005items\022T\n\014gateway_info\030\r \001(\01321." +
+      "recaptcha.sidecar.v1.TransactionData.Gat" +
+      "ewayInfoR\013gatewayInfo\032\320\001\n\007Address\022\034\n\trec" +
+      "ipient\030\001 \001(\tR\trecipient\022\030\n\007address\030\002 \003(\t" +
+      "R\007address\022\032\n\010locality\030\003 \001(\tR\010locality\022/\n" +
+      "\023administrative_area\030\004 \001(\tR\022administrati" +
+      "veArea\022\037\n\013region_code\030\005 \001(\tR\nregionCode\022" +
+      "\037\n\013postal_code\030\006 \001(\tR\npostalCode\032\315\001\n\004Use" +
+      "r\022\035\n\naccount_id\030\001 \001(\tR\taccountId\022\037\n\013crea" +
+      "tion_ms\030\002 \001(\003R\ncreationMs\022\024\n\005email\030\003 \001(\t" +
+      "R\005email\022%\n\016email_verified\030\004 \001(\010R\remailVe" +
+      "rified\022!\n\014phone_number\030\005 \001(\tR\013phoneNumbe" +
+      "r\022%\n\016phone_verified\030\006 \001(\010R\rphoneVerified" +
+      "\032|\n\004Item\022\022\n\004name\030\001 \001(\tR\004name\022\024\n\005value\030\002 " +
+      "\001(\001R\005value\022\032\n\010quantity\030\003 \001(\003R\010quantity\022." +
+      "\n\023merchant_account_id\030\004 \001(\tR\021merchantAcc" +
+      "ountId\032\255\001\n\013GatewayInfo\022\022\n\004name\030\001 \001(\tR\004na" +
+      "me\0222\n\025gateway_response_code\030\002 \001(\tR\023gatew" +
+      "ayResponseCode\022*\n\021avs_response_code\030\003 \001(" +
+      "\tR\017avsResponseCode\022*\n\021cvv_response_code\030" +
+      "\004 \001(\tR\017cvvResponseCode\"i\n\006UserId\022\026\n\005emai" +
+      "l\030\001 \001(\tH\000R\005email\022#\n\014phone_number\030\002 \001(\tH\000" +
+      "R\013phoneNumber\022\034\n\010username\030\003 \001(\tH\000R\010usern" +
+      "ameB\004\n\002id\"\225\014\n\016AssessResponse\022\030\n\007allowed\030" +
+      "\001 \001(\010R\007allowed\0227\n\007verdict\030\002 \001(\0162\035.recapt" +
+      "cha.sidecar.v1.VerdictR\007verdict\022D\n\014token" +
+      "_status\030\003 \001(\0162!.recaptcha.sidecar.v1.Tok" +
+      "enStatusR\013tokenStatus\022%\n\016invalid_reason\030" +
+      "\004 \001(\tR\rinvalidReason\022\024\n\005score\030\005 \001(\002R\005sco" +
+      "re\022\030\n\007reasons\030\006 \003(\tR\007reasons\022\026\n\006action\030\007" +
+      " \001(\tR\006action\022\032\n\010hostname\030\010 \001(\tR\010hostname" +
+      "\022\'\n\017assessment_name\030\t \001(\tR\016assessmentNam" +
+      "e\0226\n\027account_defender_labels\030\n \003(\tR\025acco" +
+      "untDefenderLabels\022\032\n\010replayed\030\013 \001(\010R\010rep" +
+      "layed\0220\n\024android_package_name\030\014 \001(\tR\022and" +
+      "roidPackageName\022\"\n\rios_bundle_id\030\r \001(\tR\013" +
+      "iosBundleId\022\034\n\tthreshold\030\016 \001(\002R\tthreshol" +
+      "d\022;\n\013create_time\030\017 \001(\0132\032.google.protobuf" +
+      ".TimestampR\ncreateTime\022V\n\022recommended_ac" +
+      "tion\030\020 \001(\0162\'.recaptcha.sidecar.v1.Recomm" +
+      "endedActionR\021recommendedAction\022\035\n\ndecide" +
+      "d_by\030\021 \001(\tR\tdecidedBy\022%\n\016policy_version\030" +
+      "\022 \001(\tR\rpolicyVersion\0222\n\023sms_toll_fraud_r" +
+      "isk\030\023 \001(\002H\000R\020smsTollFraudRisk\210\001\001\0223\n\026sms_" +
+      "toll_fraud_reasons\030\024 \003(\tR\023smsTollFraudRe" +
+      "asons\022.\n\020transaction_risk\030\025 \001(\002H\001R\017trans" +
+      "actionRisk\210\001\001\0228\n\030transaction_risk_reason" +
+      "s\030\026 \003(\tR\026transactionRiskReasons\0229\n\026stole" +
+      "n_instrument_risk\030\027 \001(\002H\002R\024stolenInstrum" +
+      "entRisk\210\001\001\022/\n\021card_testing_risk\030\030 \001(\002H\003R" +
+      "\017cardTestingRisk\210\001\001\022.\n\020behavioral_trust\030" +
+      "\031 \001(\002H\004R\017behavioralTrust\210\001\001\0227\n\025account_t" +
+      "akeover_risk\030\032 \001(\002H\005R\023accountTakeoverRis" +
+      "k\210\001\001\022A\n\035account_takeover_risk_reasons\030\033 " +
+      "\003(\tR\032accountTakeoverRiskReasons\022C\n\036accou" +
+      "nt_takeover_trust_reasons\030\034 \003(\tR\033account" +
+      "TakeoverTrustReasons\0228\n\030extended_verdict" +
+      "_reasons\030\035 \003(\tR\026extendedVerdictReasons\022\034" +
+      "\n\tchallenge\030\036 \001(\tR\tchallengeB\026\n\024_sms_tol" +
+      "l_fraud_riskB\023\n\021_transaction_riskB\031\n\027_st" +
+      "olen_instrument_riskB\024\n\022_card_testing_ri" +
+      "skB\023\n\021_behavioral_trustB\030\n\026_account_take" +
+      "over_risk\"\314\003\n\017AnnotateRequest\022\'\n\017assessm" +
+      "ent_name\030\001 \001(\tR\016assessmentName\022@\n\nannota" +
+      "tion\030\002 \001(\0162 .recaptcha.sidecar.v1.Annota" +
+      "tionR\nannotation\022@\n\007reasons\030\003 \003(\0162&.reca" +
+      "ptcha.sidecar.v1.AnnotationReasonR\007reaso" +
+      "ns\022\035\n\naccount_id\030\004 \001(\tR\taccountId\022S\n\021tra" +
+      "nsaction_event\030\005 \001(\0132&.recaptcha.sidecar" +
+      ".v1.TransactionEventR\020transactionEvent\022*" +
+      "\n\021wait_for_upstream\030\006 \001(\010R\017waitForUpstre" +
+      "am\022l\n\032phone_authentication_event\030\007 \001(\0132." +
+      ".recaptcha.sidecar.v1.PhoneAuthenticatio" +
+      "nEventR\030phoneAuthenticationEvent\"x\n\030Phon" +
+      "eAuthenticationEvent\022!\n\014phone_number\030\001 \001" +
+      "(\tR\013phoneNumber\0229\n\nevent_time\030\002 \001(\0132\032.go" +
+      "ogle.protobuf.TimestampR\teventTime\"\306\001\n\020T" +
+      "ransactionEvent\022I\n\nevent_type\030\001 \001(\0162*.re" +
+      "captcha.sidecar.v1.TransactionEventTypeR" +
+      "\teventType\022\026\n\006reason\030\002 \001(\tR\006reason\022\024\n\005va" +
+      "lue\030\003 \001(\001R\005value\0229\n\nevent_time\030\004 \001(\0132\032.g" +
+      "oogle.protobuf.TimestampR\teventTime\"X\n\020A" +
+      "nnotateResponse\022D\n\010delivery\030\001 \001(\0162(.reca" +
+      "ptcha.sidecar.v1.AnnotationDeliveryR\010del" +
+      "ivery*l\n\nClientType\022\033\n\027CLIENT_TYPE_UNSPE" +
+      "CIFIED\020\000\022\023\n\017CLIENT_TYPE_WEB\020\001\022\027\n\023CLIENT_" +
+      "TYPE_ANDROID\020\002\022\023\n\017CLIENT_TYPE_IOS\020\003*\247\001\n\007" +
+      "Verdict\022\027\n\023VERDICT_UNSPECIFIED\020\000\022\022\n\016VERD" +
+      "ICT_PASSED\020\001\022\030\n\024VERDICT_FAILED_AUDIT\020\002\022\032" +
+      "\n\026VERDICT_FAILED_ENFORCE\020\003\022\037\n\033VERDICT_CL" +
+      "IENT_TYPE_MISSING\020\004\022\030\n\024VERDICT_KEYS_MISS" +
+      "ING\020\005*\311\001\n\013TokenStatus\022\034\n\030TOKEN_STATUS_UN" +
+      "SPECIFIED\020\000\022\026\n\022TOKEN_STATUS_VALID\020\001\022\030\n\024T" +
+      "OKEN_STATUS_EXPIRED\020\002\022\032\n\026TOKEN_STATUS_DU" +
+      "PLICATE\020\003\022\030\n\024TOKEN_STATUS_INVALID\020\004\022\030\n\024T" +
+      "OKEN_STATUS_MISSING\020\005\022\032\n\026TOKEN_STATUS_UN" +
+      "CHECKED\020\006*\225\001\n\021RecommendedAction\022\"\n\036RECOM" +
+      "MENDED_ACTION_UNSPECIFIED\020\000\022\034\n\030RECOMMEND" +
+      "ED_ACTION_ALLOW\020\001\022 \n\034RECOMMENDED_ACTION_" +
+      "CHALLENGE\020\002\022\034\n\030RECOMMENDED_ACTION_BLOCK\020" +
+      "\003*^\n\nAnnotation\022\032\n\026ANNOTATION_UNSPECIFIE" +
+      "D\020\000\022\031\n\025ANNOTATION_LEGITIMATE\020\001\022\031\n\025ANNOTA" +
+      "TION_FRAUDULENT\020\002*\340\004\n\020AnnotationReason\022!" +
+      "\n\035ANNOTATION_REASON_UNSPECIFIED\020\000\022 \n\034ANN" +
+      "OTATION_REASON_CHARGEBACK\020\001\022(\n$ANNOTATIO" +
+      "N_REASON_PAYMENT_HEURISTICS\020\002\022\'\n#ANNOTAT" +
+      "ION_REASON_PASSED_TWO_FACTOR\020\003\022\'\n#ANNOTA" +
+      "TION_REASON_FAILED_TWO_FACTOR\020\004\022&\n\"ANNOT" +
+      "ATION_REASON_CORRECT_PASSWORD\020\005\022(\n$ANNOT" +
+      "ATION_REASON_INCORRECT_PASSWORD\020\006\022*\n&ANN" +
+      "OTATION_REASON_INITIATED_TWO_FACTOR\020\007\022&\n" +
+      "\"ANNOTATION_REASON_CHARGEBACK_FRAUD\020\010\022(\n" +
+      "$ANNOTATION_REASON_CHARGEBACK_DISPUTE\020\t\022" +
+      "\034\n\030ANNOTATION_REASON_REFUND\020\n\022\"\n\036ANNOTAT" +
+      "ION_REASON_REFUND_FRAUD\020\013\022*\n&ANNOTATION_" +
+      "REASON_TRANSACTION_ACCEPTED\020\014\022*\n&ANNOTAT" +
+      "ION_REASON_TRANSACTION_DECLINED\020\r\022!\n\035ANN" +
+      "OTATION_REASON_SOCIAL_SPAM\020\016*\330\006\n\024Transac" +
+      "tionEventType\022&\n\"TRANSACTION_EVENT_TYPE_" +
+      "UNSPECIFIED\020\000\022+\n\'TRANSACTION_EVENT_TYPE_" +
+      "MERCHANT_APPROVE\020\001\022(\n$TRANSACTION_EVENT_" +
+      "TYPE_MERCHANT_DENY\020\002\022(\n$TRANSACTION_EVEN" +
+      "T_TYPE_MANUAL_REVIEW\020\003\022(\n$TRANSACTION_EV" +
+      "ENT_TYPE_AUTHORIZATION\020\004\0220\n,TRANSACTION_" +
+      "EVENT_TYPE_AUTHORIZATION_DECLINE\020\005\022*\n&TR" +
+      "ANSACTION_EVENT_TYPE_PAYMENT_CAPTURE\020\006\0222" +
+      "\n.TRANSACTION_EVENT_TYPE_PAYMENT_CAPTURE" +
+      "_DECLINE\020\007\022!\n\035TRANSACTION_EVENT_TYPE_CAN" +
+      "CEL\020\010\022-\n)TRANSACTION_EVENT_TYPE_CHARGEBA" +
+      "CK_INQUIRY\020\t\022+\n\'TRANSACTION_EVENT_TYPE_C" +
+      "HARGEBACK_ALERT\020\n\022-\n)TRANSACTION_EVENT_T" +
+      "YPE_FRAUD_NOTIFICATION\020\013\022%\n!TRANSACTION_" +
+      "EVENT_TYPE_CHARGEBACK\020\014\0223\n/TRANSACTION_E" +
+      "VENT_TYPE_CHARGEBACK_REPRESENTMENT\020\r\022-\n)" +
+      "TRANSACTION_EVENT_TYPE_CHARGEBACK_REVERS" +
+      "E\020\016\022)\n%TRANSACTION_EVENT_TYPE_REFUND_REQ" +
+      "UEST\020\017\022)\n%TRANSACTION_EVENT_TYPE_REFUND_" +
+      "DECLINE\020\020\022!\n\035TRANSACTION_EVENT_TYPE_REFU" +
+      "ND\020\021\022)\n%TRANSACTION_EVENT_TYPE_REFUND_RE" +
+      "VERSE\020\022*|\n\022AnnotationDelivery\022#\n\037ANNOTAT" +
+      "ION_DELIVERY_UNSPECIFIED\020\000\022\036\n\032ANNOTATION" +
+      "_DELIVERY_QUEUED\020\001\022!\n\035ANNOTATION_DELIVER" +
+      "Y_DELIVERED\020\0022\310\002\n\023VerificationService\022S\n" +
+      "\006Assess\022#.recaptcha.sidecar.v1.AssessReq" +
+      "uest\032$.recaptcha.sidecar.v1.AssessRespon" +
+      "se\022Y\n\010Annotate\022%.recaptcha.sidecar.v1.An" +
+      "notateRequest\032&.recaptcha.sidecar.v1.Ann" +
+      "otateResponse\022\200\001\n\025SearchRelatedAccounts\022" +
+      "2.recaptcha.sidecar.v1.SearchRelatedAcco" +
+      "untsRequest\0323.recaptcha.sidecar.v1.Searc" +
+      "hRelatedAccountsResponseB\212\001\n\027dev.recaptc" +
+      "hasidecar.v1B\014SidecarProtoP\001Z_github.com" +
+      "/recaptcha-sidecar/recaptcha-sidecar/cli" +
+      "ents/go/recaptchasidecarv1;recaptchaside" +
+      "carv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
         new com.google.protobuf.Descriptors.FileDescriptor[] {
           com.google.protobuf.TimestampProto.getDescriptor(),
         });
-    internal_static_recaptcha_sidecar_v1_AssessRequest_descriptor =
+    internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsRequest_descriptor =
       getDescriptor().getMessageType(0);
+    internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsRequest_descriptor,
+        new java.lang.String[] { "AccountId", "PageSize", "PageToken", });
+    internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsResponse_descriptor =
+      getDescriptor().getMessageType(1);
+    internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_SearchRelatedAccountsResponse_descriptor,
+        new java.lang.String[] { "RelatedAccounts", "NextPageToken", });
+    internal_static_recaptcha_sidecar_v1_RelatedAccount_descriptor =
+      getDescriptor().getMessageType(2);
+    internal_static_recaptcha_sidecar_v1_RelatedAccount_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_RelatedAccount_descriptor,
+        new java.lang.String[] { "AccountId", "Group", "Decrypted", });
+    internal_static_recaptcha_sidecar_v1_AssessRequest_descriptor =
+      getDescriptor().getMessageType(3);
     internal_static_recaptcha_sidecar_v1_AssessRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_AssessRequest_descriptor,
-        new java.lang.String[] { "Token", "ExpectedAction", "SiteKey", "UserIpAddress", "UserAgent", "Ja3", "Ja4", "RequestedUri", "AccountId", "UserIds", "IdempotencyKey", "Headers", "ClientType", });
+        new java.lang.String[] { "Token", "ExpectedAction", "SiteKey", "UserIpAddress", "UserAgent", "Ja3", "Ja4", "RequestedUri", "AccountId", "UserIds", "IdempotencyKey", "Headers", "ClientType", "Express", "TransactionData", });
+    internal_static_recaptcha_sidecar_v1_TransactionData_descriptor =
+      getDescriptor().getMessageType(4);
+    internal_static_recaptcha_sidecar_v1_TransactionData_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_TransactionData_descriptor,
+        new java.lang.String[] { "TransactionId", "PaymentMethod", "CardBin", "CardLastFour", "CurrencyCode", "Value", "ShippingValue", "ShippingAddress", "BillingAddress", "User", "Merchants", "Items", "GatewayInfo", });
+    internal_static_recaptcha_sidecar_v1_TransactionData_Address_descriptor =
+      internal_static_recaptcha_sidecar_v1_TransactionData_descriptor.getNestedType(0);
+    internal_static_recaptcha_sidecar_v1_TransactionData_Address_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_TransactionData_Address_descriptor,
+        new java.lang.String[] { "Recipient", "Address", "Locality", "AdministrativeArea", "RegionCode", "PostalCode", });
+    internal_static_recaptcha_sidecar_v1_TransactionData_User_descriptor =
+      internal_static_recaptcha_sidecar_v1_TransactionData_descriptor.getNestedType(1);
+    internal_static_recaptcha_sidecar_v1_TransactionData_User_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_TransactionData_User_descriptor,
+        new java.lang.String[] { "AccountId", "CreationMs", "Email", "EmailVerified", "PhoneNumber", "PhoneVerified", });
+    internal_static_recaptcha_sidecar_v1_TransactionData_Item_descriptor =
+      internal_static_recaptcha_sidecar_v1_TransactionData_descriptor.getNestedType(2);
+    internal_static_recaptcha_sidecar_v1_TransactionData_Item_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_TransactionData_Item_descriptor,
+        new java.lang.String[] { "Name", "Value", "Quantity", "MerchantAccountId", });
+    internal_static_recaptcha_sidecar_v1_TransactionData_GatewayInfo_descriptor =
+      internal_static_recaptcha_sidecar_v1_TransactionData_descriptor.getNestedType(3);
+    internal_static_recaptcha_sidecar_v1_TransactionData_GatewayInfo_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_TransactionData_GatewayInfo_descriptor,
+        new java.lang.String[] { "Name", "GatewayResponseCode", "AvsResponseCode", "CvvResponseCode", });
     internal_static_recaptcha_sidecar_v1_UserId_descriptor =
-      getDescriptor().getMessageType(1);
+      getDescriptor().getMessageType(5);
     internal_static_recaptcha_sidecar_v1_UserId_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_UserId_descriptor,
         new java.lang.String[] { "Email", "PhoneNumber", "Username", "Id", });
     internal_static_recaptcha_sidecar_v1_AssessResponse_descriptor =
-      getDescriptor().getMessageType(2);
+      getDescriptor().getMessageType(6);
     internal_static_recaptcha_sidecar_v1_AssessResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_AssessResponse_descriptor,
-        new java.lang.String[] { "Allowed", "Verdict", "TokenStatus", "InvalidReason", "Score", "Reasons", "Action", "Hostname", "AssessmentName", "AccountDefenderLabels", "Replayed", "AndroidPackageName", "IosBundleId", "Threshold", "CreateTime", "RecommendedAction", "DecidedBy", "PolicyVersion", });
+        new java.lang.String[] { "Allowed", "Verdict", "TokenStatus", "InvalidReason", "Score", "Reasons", "Action", "Hostname", "AssessmentName", "AccountDefenderLabels", "Replayed", "AndroidPackageName", "IosBundleId", "Threshold", "CreateTime", "RecommendedAction", "DecidedBy", "PolicyVersion", "SmsTollFraudRisk", "SmsTollFraudReasons", "TransactionRisk", "TransactionRiskReasons", "StolenInstrumentRisk", "CardTestingRisk", "BehavioralTrust", "AccountTakeoverRisk", "AccountTakeoverRiskReasons", "AccountTakeoverTrustReasons", "ExtendedVerdictReasons", "Challenge", });
     internal_static_recaptcha_sidecar_v1_AnnotateRequest_descriptor =
-      getDescriptor().getMessageType(3);
+      getDescriptor().getMessageType(7);
     internal_static_recaptcha_sidecar_v1_AnnotateRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_AnnotateRequest_descriptor,
-        new java.lang.String[] { "AssessmentName", "Annotation", "Reasons", "AccountId", "TransactionEvent", "WaitForUpstream", });
+        new java.lang.String[] { "AssessmentName", "Annotation", "Reasons", "AccountId", "TransactionEvent", "WaitForUpstream", "PhoneAuthenticationEvent", });
+    internal_static_recaptcha_sidecar_v1_PhoneAuthenticationEvent_descriptor =
+      getDescriptor().getMessageType(8);
+    internal_static_recaptcha_sidecar_v1_PhoneAuthenticationEvent_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_recaptcha_sidecar_v1_PhoneAuthenticationEvent_descriptor,
+        new java.lang.String[] { "PhoneNumber", "EventTime", });
     internal_static_recaptcha_sidecar_v1_TransactionEvent_descriptor =
-      getDescriptor().getMessageType(4);
+      getDescriptor().getMessageType(9);
     internal_static_recaptcha_sidecar_v1_TransactionEvent_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_TransactionEvent_descriptor,
         new java.lang.String[] { "EventType", "Reason", "Value", "EventTime", });
     internal_static_recaptcha_sidecar_v1_AnnotateResponse_descriptor =
-      getDescriptor().getMessageType(5);
+      getDescriptor().getMessageType(10);
     internal_static_recaptcha_sidecar_v1_AnnotateResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_recaptcha_sidecar_v1_AnnotateResponse_descriptor,

@@ -17,7 +17,7 @@ public enum TokenStatus
     implements com.google.protobuf.ProtocolMessageEnum {
   /**
    * <pre>
-   * Never returned.
+   * No token: the answer to an express assessment (AssessRequest.express).
    * </pre>
    *
    * <code>TOKEN_STATUS_UNSPECIFIED = 0;</code>
@@ -87,7 +87,7 @@ public enum TokenStatus
   }
   /**
    * <pre>
-   * Never returned.
+   * No token: the answer to an express assessment (AssessRequest.express).
    * </pre>
    *
    * <code>TOKEN_STATUS_UNSPECIFIED = 0;</code>

@@ -77,6 +77,37 @@ public final class VerificationServiceGrpc {
     return getAnnotateMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.recaptchasidecar.v1.SearchRelatedAccountsRequest,
+      dev.recaptchasidecar.v1.SearchRelatedAccountsResponse> getSearchRelatedAccountsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "SearchRelatedAccounts",
+      requestType = dev.recaptchasidecar.v1.SearchRelatedAccountsRequest.class,
+      responseType = dev.recaptchasidecar.v1.SearchRelatedAccountsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.recaptchasidecar.v1.SearchRelatedAccountsRequest,
+      dev.recaptchasidecar.v1.SearchRelatedAccountsResponse> getSearchRelatedAccountsMethod() {
+    io.grpc.MethodDescriptor<dev.recaptchasidecar.v1.SearchRelatedAccountsRequest, dev.recaptchasidecar.v1.SearchRelatedAccountsResponse> getSearchRelatedAccountsMethod;
+    if ((getSearchRelatedAccountsMethod = VerificationServiceGrpc.getSearchRelatedAccountsMethod) == null) {
+      synchronized (VerificationServiceGrpc.class) {
+        if ((getSearchRelatedAccountsMethod = VerificationServiceGrpc.getSearchRelatedAccountsMethod) == null) {
+          VerificationServiceGrpc.getSearchRelatedAccountsMethod = getSearchRelatedAccountsMethod =
+              io.grpc.MethodDescriptor.<dev.recaptchasidecar.v1.SearchRelatedAccountsRequest, dev.recaptchasidecar.v1.SearchRelatedAccountsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "SearchRelatedAccounts"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.recaptchasidecar.v1.SearchRelatedAccountsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.recaptchasidecar.v1.SearchRelatedAccountsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new VerificationServiceMethodDescriptorSupplier("SearchRelatedAccounts"))
+              .build();
+        }
+      }
+    }
+    return getSearchRelatedAccountsMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -166,6 +197,21 @@ public final class VerificationServiceGrpc {
         io.grpc.stub.StreamObserver<dev.recaptchasidecar.v1.AnnotateResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getAnnotateMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+     * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+     * group, a page at a time. The account id is protected on its way up exactly as Assess
+     * protects it; the ids that come back are decrypted under deterministic encryption, and come
+     * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+     * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+     * </pre>
+     */
+    default void searchRelatedAccounts(dev.recaptchasidecar.v1.SearchRelatedAccountsRequest request,
+        io.grpc.stub.StreamObserver<dev.recaptchasidecar.v1.SearchRelatedAccountsResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getSearchRelatedAccountsMethod(), responseObserver);
+    }
   }
 
   /**
@@ -226,6 +272,22 @@ public final class VerificationServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getAnnotateMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+     * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+     * group, a page at a time. The account id is protected on its way up exactly as Assess
+     * protects it; the ids that come back are decrypted under deterministic encryption, and come
+     * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+     * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+     * </pre>
+     */
+    public void searchRelatedAccounts(dev.recaptchasidecar.v1.SearchRelatedAccountsRequest request,
+        io.grpc.stub.StreamObserver<dev.recaptchasidecar.v1.SearchRelatedAccountsResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getSearchRelatedAccountsMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -270,6 +332,21 @@ public final class VerificationServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getAnnotateMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+     * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+     * group, a page at a time. The account id is protected on its way up exactly as Assess
+     * protects it; the ids that come back are decrypted under deterministic encryption, and come
+     * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+     * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+     * </pre>
+     */
+    public dev.recaptchasidecar.v1.SearchRelatedAccountsResponse searchRelatedAccounts(dev.recaptchasidecar.v1.SearchRelatedAccountsRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getSearchRelatedAccountsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -313,6 +390,21 @@ public final class VerificationServiceGrpc {
     public dev.recaptchasidecar.v1.AnnotateResponse annotate(dev.recaptchasidecar.v1.AnnotateRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getAnnotateMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+     * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+     * group, a page at a time. The account id is protected on its way up exactly as Assess
+     * protects it; the ids that come back are decrypted under deterministic encryption, and come
+     * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+     * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+     * </pre>
+     */
+    public dev.recaptchasidecar.v1.SearchRelatedAccountsResponse searchRelatedAccounts(dev.recaptchasidecar.v1.SearchRelatedAccountsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getSearchRelatedAccountsMethod(), getCallOptions(), request);
     }
   }
 
@@ -360,10 +452,27 @@ public final class VerificationServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getAnnotateMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * SearchRelatedAccounts lists the accounts reCAPTCHA account defender relates to one account
+     * (SearchRelatedAccountGroupMemberships): accounts with similar behaviour, by related-account
+     * group, a page at a time. The account id is protected on its way up exactly as Assess
+     * protects it; the ids that come back are decrypted under deterministic encryption, and come
+     * back as Google holds them (HMAC-SHA256 hashes, which the app maps itself) otherwise.
+     * Upstream failures are gRPC statuses, as for a synchronous Annotate.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.recaptchasidecar.v1.SearchRelatedAccountsResponse> searchRelatedAccounts(
+        dev.recaptchasidecar.v1.SearchRelatedAccountsRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getSearchRelatedAccountsMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_ASSESS = 0;
   private static final int METHODID_ANNOTATE = 1;
+  private static final int METHODID_SEARCH_RELATED_ACCOUNTS = 2;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -389,6 +498,10 @@ public final class VerificationServiceGrpc {
         case METHODID_ANNOTATE:
           serviceImpl.annotate((dev.recaptchasidecar.v1.AnnotateRequest) request,
               (io.grpc.stub.StreamObserver<dev.recaptchasidecar.v1.AnnotateResponse>) responseObserver);
+          break;
+        case METHODID_SEARCH_RELATED_ACCOUNTS:
+          serviceImpl.searchRelatedAccounts((dev.recaptchasidecar.v1.SearchRelatedAccountsRequest) request,
+              (io.grpc.stub.StreamObserver<dev.recaptchasidecar.v1.SearchRelatedAccountsResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -422,6 +535,13 @@ public final class VerificationServiceGrpc {
               dev.recaptchasidecar.v1.AnnotateRequest,
               dev.recaptchasidecar.v1.AnnotateResponse>(
                 service, METHODID_ANNOTATE)))
+        .addMethod(
+          getSearchRelatedAccountsMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.recaptchasidecar.v1.SearchRelatedAccountsRequest,
+              dev.recaptchasidecar.v1.SearchRelatedAccountsResponse>(
+                service, METHODID_SEARCH_RELATED_ACCOUNTS)))
         .build();
   }
 
@@ -472,6 +592,7 @@ public final class VerificationServiceGrpc {
               .setSchemaDescriptor(new VerificationServiceFileDescriptorSupplier())
               .addMethod(getAssessMethod())
               .addMethod(getAnnotateMethod())
+              .addMethod(getSearchRelatedAccountsMethod())
               .build();
         }
       }

@@ -40,13 +40,18 @@ class EndToEndTest {
 
   /** A fresh token in the emulator's format: "emu1." and unpadded base64url of compact JSON. */
   static String mintToken(String action) {
+    return mintToken(action, 0.9);
+  }
+
+  static String mintToken(String action, double score) {
     byte[] nonce = new byte[16];
     RANDOM.nextBytes(nonce);
     double iat = System.currentTimeMillis() / 1000.0;
     String claims =
         String.format(
             java.util.Locale.ROOT,
-            "{\"score\":0.9,\"action\":\"%s\",\"hostname\":\"localhost\",\"iat\":%.3f,\"nonce\":\"%s\"}",
+            "{\"score\":%.3f,\"action\":\"%s\",\"hostname\":\"localhost\",\"iat\":%.3f,\"nonce\":\"%s\"}",
+            score,
             action,
             iat,
             HexFormat.of().formatHex(nonce));
@@ -97,6 +102,24 @@ class EndToEndTest {
                       .addReasons(AnnotationReason.ANNOTATION_REASON_PASSED_TWO_FACTOR)
                       .build());
       assertNotNull(ack);
+
+      // express: no token, scored from server-side signals with the sidecar's express key. The
+      // emulator reads the score it should give from an x-emulator-claims header.
+      AssessResponse express =
+          sidecar
+              .withDeadlineAfter(5, TimeUnit.SECONDS)
+              .assess(
+                  AssessRequest.newBuilder()
+                      .setExpress(true)
+                      .setExpectedAction("checkout")
+                      .setUserIpAddress("203.0.113.7")
+                      .addHeaders("x-emulator-claims: " + mintToken("", 0.2))
+                      .build());
+      assertFalse(express.getAllowed(), () -> "low-scored express allowed: " + express);
+      assertEquals(Verdict.VERDICT_FAILED_ENFORCE, express.getVerdict());
+      assertEquals(TokenStatus.TOKEN_STATUS_UNSPECIFIED, express.getTokenStatus());
+      assertEquals("score_below_threshold", express.getDecidedBy());
+      assertEquals(0.2f, express.getScore(), 1e-6f);
       System.out.printf(
           "e2e ok: %s (%s, assessment %s, annotation %s)%n",
           variable, target, first.getAssessmentName(), ack.getDelivery());
