@@ -143,6 +143,7 @@ class _Flight:
     answer: asyncio.Future[Decision]
     task: asyncio.Task[None] | None = None
     allowed_given: bool = False
+    releasing: bool = False  # answered, not allowed, its claim being released
 
 
 class Verifier:
@@ -208,6 +209,14 @@ class Verifier:
         wait = None if timeout is None else timeout - self._settings.deadline_margin
 
         flight = self._inflight.get(key)
+        if flight is not None and flight.releasing and flight.task is not None:
+            # Answered already; its claim is on its way out (bounded by replay_timeout).
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.wait({flight.task}, timeout=wait)
+            if wait is not None:
+                wait -= loop.time() - started
+            flight = self._inflight.get(key)
         leading = flight is None
         if flight is None:
             loop = asyncio.get_running_loop()
@@ -341,9 +350,12 @@ class Verifier:
                 log.exception("assess failed")
                 flight.answer.set_exception(error)
                 return
-            flight.answer.set_result(decision)
             if after is _After.RELEASE and (decision.allowed or flight.allowed_given):
                 after = _After.SETTLE  # an allowed answer always settles: never twice
+            # A caller told "not checked, try again" may present the token at once: that
+            # presentation waits for the release instead of joining this flight as a repeat.
+            flight.releasing = after is _After.RELEASE
+            flight.answer.set_result(decision)
             if after is _After.SETTLE:
                 await self._remember(key, claim_id, ReplayEntry(flight.idem, decision))
             elif after is _After.RELEASE:

@@ -3,6 +3,7 @@ reported to the decision observer once, with the front door that asked."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from sidecar.core.model import (
@@ -13,7 +14,7 @@ from sidecar.core.model import (
     TokenStatus,
     UpstreamAssessment,
 )
-from sidecar.core.ports import CallContext
+from sidecar.core.ports import CallContext, FailureKind, UpstreamError, UpstreamFailure
 from sidecar.core.verify import Verifier
 from sidecar.policy.schema import Policy
 from sidecar.replay.memory import MemoryReplayStore
@@ -84,3 +85,44 @@ async def test_each_answer_is_observed_once_with_its_front_door() -> None:
         (FRONT, "login", TokenStatus.MISSING),
     ]
     assert upstream.calls == 1
+
+
+class Unreachable(Upstream):
+    """Every call refused before it reached Google (the token was not consumed)."""
+
+    async def create_assessment(
+        self, request: AssessmentRequest, *, site_key: str, timeout: float
+    ) -> UpstreamAssessment:
+        self.calls += 1
+        raise UpstreamError(
+            UpstreamFailure(FailureKind.TRANSIENT, "UNAVAILABLE", "refused", reached=False)
+        )
+
+
+class SlowRelease(MemoryReplayStore):
+    """A store whose release takes a while (a Redis round trip on a busy network)."""
+
+    async def release(self, key: str, claim_id: str) -> bool:
+        await asyncio.sleep(0.2)
+        return await super().release(key, claim_id)
+
+
+async def test_a_token_answered_unchecked_may_be_presented_again_at_once() -> None:
+    """The closed answer releases the claim; a presentation arriving while that release is
+    still on its way waits for it, and is checked again: never DUPLICATE for a token that
+    never reached Google."""
+    upstream, observer = Unreachable(VALID), Observer()
+    policy = Policy()
+    verify = Verifier(
+        upstream=upstream,
+        replay=SlowRelease(),
+        policy=lambda: policy,
+        settings=dataclasses.replace(VERIFY, default_site_key="unit-key"),
+        observer=observer,
+    )
+    request = AssessmentRequest(token="03A" + "t2" * 20, expected_action="login")
+    first = await verify.assess(request, 5.0, call=FRONT)
+    again = await verify.assess(request, 5.0, call=FRONT)
+    assert (first.allowed, first.token_status) == (False, TokenStatus.UNCHECKED)
+    assert (again.allowed, again.token_status) == (False, TokenStatus.UNCHECKED)
+    assert upstream.calls == 2
