@@ -17,7 +17,7 @@ from recaptcha.sidecar.v1 import sidecar_pb2 as pb
 from sidecar.emulator import mint_token
 from tests.conftest import EmulatorHandle, SidecarFactory, SidecarHandle
 from tests.integration.test_prometheus_metrics import by, scrape
-from tests.support.fleet import eventually
+from tests.support.polling import eventually
 
 PHONE = "+15555550123"
 POLICY = {
