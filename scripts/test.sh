@@ -42,6 +42,10 @@ eval "$(bash scripts/toolchains.sh)"
 if [ -f scripts/ci-clients.sh ]; then
   bash scripts/ci-clients.sh
 fi
+# Google's own client libraries the interop tests drive (Go, Node, Java), pinned.
+if [ -f scripts/ci-interop.sh ]; then
+  bash scripts/ci-interop.sh
+fi
 # Deploy checkers (helm, kubeconform, Kubernetes schemas), pinned, cached under .tools/.
 if [ -f scripts/ci-deploy-tools.sh ]; then
   bash scripts/ci-deploy-tools.sh

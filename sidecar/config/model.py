@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     project: str = Field(
         "", description="Google Cloud project id or number that owns the reCAPTCHA keys."
     )
+    project_number: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,30}$",
+        description="The project's number, when `project` is its id: the Google-compatible "
+        "face then accepts `parent` by either. Unset, the number is learned from the names "
+        "of upstream's assessments.",
+    )
     site_key: str = Field(
         "",
         description="Default reCAPTCHA key id when a request names none (and site_keys does "

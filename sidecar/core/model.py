@@ -159,6 +159,12 @@ class AssessmentRequest:
     # An express assessment: no token, server-side signals only, the express key.
     express: bool = False
     transaction_data: TransactionData | None = None
+    # Google's own `Assessment` as the app sent it to the Google-compatible face, in Google's
+    # wire format: upstream receives it whole (every field, even ones this sidecar's library
+    # does not know) with the site key as applied and the account id as protected merged
+    # over it. The fields above are read from it, for validation, policy and telemetry.
+    # Opaque to the core; empty for every other front door.
+    passthrough: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +210,9 @@ class UpstreamAssessment:
     sms_toll_fraud_risk: float | None = None
     sms_toll_fraud_reasons: tuple[str, ...] = ()
     signals: Signals | None = None  # the other outputs an app may act on, when upstream gave any
+    # Google's `Assessment` as it arrived (wire format), when the request was a passthrough:
+    # what the Google-compatible face hands back whole.
+    passthrough: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +240,9 @@ class Decision:
     sms_toll_fraud_risk: float | None = None  # None: not assessed (never a 0.0 that reads safe)
     sms_toll_fraud_reasons: tuple[str, ...] = ()
     signals: Signals | None = None
+    # Upstream's whole answer for a passthrough request (`UpstreamAssessment.passthrough`).
+    # Never remembered by a replay store: it echoes the token and the user's data.
+    passthrough: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +274,11 @@ class AnnotationRequest:
     transaction_event: TransactionEvent | None = None
     wait_for_upstream: bool = False
     phone_authentication_event: PhoneAuthenticationEvent | None = None
+    # Google's own `AnnotateAssessmentRequest` as the app sent it to the Google-compatible
+    # face (wire format), its `account_id` cleared: the field above carries that, so the
+    # outbox never stores a clear id. Upstream receives it whole with the (protected)
+    # account id merged over it. Opaque to the core; empty for every other front door.
+    passthrough: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sidecar.core.errors import UpstreamRejected
+from sidecar.core.annotate import rejected
 from sidecar.core.limits import AdmissionLimiter
 from sidecar.core.model import RelatedAccountsPage, RelatedAccountsQuery
 from sidecar.core.ports import CallContext, DecisionObserver, NullObserver, Upstream, UpstreamError
@@ -63,4 +63,4 @@ class RelatedAccounts:
         try:
             return await self._upstream.search_related_accounts(query, timeout=budget)
         except UpstreamError as error:
-            raise UpstreamRejected(error.code, str(error)) from None
+            raise rejected(error) from None  # the request's fault keeps its code

@@ -81,6 +81,8 @@ def _plain(value: object) -> object:
     """A value as JSON can write it, the same way every time (dataclasses as field lists)."""
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, bytes):  # a passthrough (Google's own message): bound by its digest
+        return hashlib.sha256(value).hexdigest()
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -357,6 +359,8 @@ class Verifier:
             flight.releasing = after is _After.RELEASE
             flight.answer.set_result(decision)
             if after is _After.SETTLE:
+                if decision.passthrough:  # upstream's whole answer echoes the token: not kept
+                    decision = dataclasses.replace(decision, passthrough=b"")
                 await self._remember(key, claim_id, ReplayEntry(flight.idem, decision))
             elif after is _After.RELEASE:
                 await self._forget(key, claim_id)

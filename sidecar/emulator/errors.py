@@ -1,32 +1,55 @@
-"""Google's error shapes: a status code, a message and `google.rpc.Status` details.
-
-Google's API front end answers every failure with a `google.rpc.Status` carried in the
-`grpc-status-details-bin` trailer (AIP-193): an `ErrorInfo` whose `reason` is one of
-`google.api.ErrorReason` in the `googleapis.com` domain, and beside it `LocalizedMessage`,
-`Help`, `RetryInfo`, `QuotaFailure`, `BadRequest` or `ResourceInfo` as the case calls for.
-The shapes here follow the examples in googleapis' `google/api/error_reason.proto` and
-payloads users have posted from real calls; sidecar/emulator/README.md cites each one.
-
-A client should decide by `ErrorInfo.reason` and field violations, never by the message text;
-the messages are Google's own wording so that logs read the same as in production.
+"""Google's error shapes as the emulator answers them: credentials, project, quota, and the
+fault knobs. The shapes every side shares (`GoogleError`, permission, bad request, not found,
+plain failures) live in `sidecar.googleapi.errors`, re-exported here; sidecar/emulator/README.md
+cites the source of each one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
-SERVICE = "recaptchaenterprise.googleapis.com"
+from sidecar.googleapi.errors import (
+    DOMAIN,
+    LOCALE,
+    METHOD_PREFIX,
+    SERVICE,
+    STATUS_DETAILS_KEY,
+    GoogleError,
+    abort,
+    bad_request,
+    not_found,
+    permission_denied,
+    permission_for,
+    plain,
+)
+from sidecar.googleapi.errors import error_info as _info
+from sidecar.googleapi.errors import help_link as _help
+from sidecar.googleapi.errors import localized as _localized
+from sidecar.googleapi.errors import method as _method
+
+__all__ = [
+    "DOMAIN",
+    "LOCALE",
+    "METHOD_PREFIX",
+    "REASONS",
+    "SERVICE",
+    "STATUS_DETAILS_KEY",
+    "GoogleError",
+    "abort",
+    "bad_request",
+    "injected",
+    "not_found",
+    "permission_denied",
+    "permission_for",
+    "plain",
+    "rate_limit_exceeded",
+    "reason_code",
+]
+
 SERVICE_TITLE = "reCAPTCHA Enterprise API"
-DOMAIN = "googleapis.com"
-METHOD_PREFIX = "google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService."
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
-LOCALE = "en-US"
 # The message Google sends with every authentication failure (HTTP 401).
 _AUTH_HELP = (
     "Expected OAuth 2 access token, login cookie or other valid authentication credential. "
@@ -35,68 +58,6 @@ _AUTH_HELP = (
 QUOTA_METRIC = f"{SERVICE}/assessments"
 QUOTA_LIMIT = "AssessmentsPerMinutePerProject"
 QUOTA_LIMIT_VALUE = 60_000
-
-
-@dataclass(frozen=True, slots=True)
-class GoogleError:
-    """One failure as Google answers it: code, message and the typed details."""
-
-    code: grpc.StatusCode
-    message: str
-    details: tuple[Any, ...] = ()
-
-    def status(self) -> Any:
-        """The `google.rpc.Status` that travels in `grpc-status-details-bin`."""
-        status = status_pb2.Status(code=self.code.value[0], message=self.message)
-        for detail in self.details:
-            packed = any_pb2.Any()
-            packed.Pack(detail)
-            status.details.append(packed)
-        return status
-
-    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
-        return ((STATUS_DETAILS_KEY, self.status().SerializeToString()),)
-
-    @property
-    def reason(self) -> str:
-        """The `ErrorInfo.reason`, or "" when Google sends none for this failure."""
-        for detail in self.details:
-            if isinstance(detail, error_details_pb2.ErrorInfo):
-                return str(detail.reason)
-        return ""
-
-    def with_retry_delay(self, seconds: float | None) -> GoogleError:
-        """The same error with a `RetryInfo` telling the client how long to wait."""
-        if seconds is None:
-            return self
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(seconds * 1e9))
-        info = error_details_pb2.RetryInfo(retry_delay=delay)
-        kept = tuple(d for d in self.details if not isinstance(d, error_details_pb2.RetryInfo))
-        return GoogleError(self.code, self.message, (*kept, info))
-
-
-async def abort(context: Any, error: GoogleError) -> None:
-    """End the call with ``error``, details and all (raises, as `context.abort` does)."""
-    await context.abort(error.code, error.message, trailing_metadata=error.trailing_metadata())
-
-
-def _info(reason: str, metadata: Mapping[str, str]) -> Any:
-    return error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata))
-
-
-def _localized(message: str) -> Any:
-    return error_details_pb2.LocalizedMessage(locale=LOCALE, message=message)
-
-
-def _help(description: str, url: str) -> Any:
-    return error_details_pb2.Help(
-        links=[error_details_pb2.Help.Link(description=description, url=url)]
-    )
-
-
-def _method(rpc: str) -> str:
-    return METHOD_PREFIX + rpc
 
 
 # ---- credentials ---------------------------------------------------------------------------
@@ -153,19 +114,6 @@ def access_token_scope_insufficient(rpc: str) -> GoogleError:
 
 
 # ---- project and permission ----------------------------------------------------------------
-
-
-def permission_denied(permission: str, resource: str) -> GoogleError:
-    """IAM refuses ``permission`` on ``resource``: another project, or a missing role."""
-    message = f"Permission '{permission}' denied on resource '{resource}' (or it may not exist)."
-    return GoogleError(
-        grpc.StatusCode.PERMISSION_DENIED,
-        message,
-        (
-            _info("IAM_PERMISSION_DENIED", {"permission": permission, "resource": resource}),
-            _localized(message),
-        ),
-    )
 
 
 def consumer_invalid(project: str) -> GoogleError:
@@ -281,55 +229,6 @@ def rate_limit_exceeded(project_number: str, retry_delay: float | None = None) -
     return error.with_retry_delay(retry_delay)
 
 
-# ---- the request itself --------------------------------------------------------------------
-
-
-def bad_request(
-    violations: Sequence[tuple[str, str]],
-    message: str = "Request contains an invalid argument.",
-) -> GoogleError:
-    """INVALID_ARGUMENT naming each offending field (proto field paths, as AIP-193 asks)."""
-    request = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-            for field, description in violations
-        ]
-    )
-    return GoogleError(grpc.StatusCode.INVALID_ARGUMENT, message, (request,))
-
-
-def not_found(resource_type: str, name: str, what: str) -> GoogleError:
-    """A resource named by the request does not exist (an unknown assessment id)."""
-    message = f"{what} not found."
-    info = error_details_pb2.ResourceInfo(
-        resource_type=f"{SERVICE}/{resource_type}", resource_name=name, description=message
-    )
-    return GoogleError(grpc.StatusCode.NOT_FOUND, message, (info,))
-
-
-# ---- infrastructure ------------------------------------------------------------------------
-
-# What Google's front end says for failures that carry no ErrorInfo.
-_PLAIN_MESSAGES: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.UNAVAILABLE: "The service is currently unavailable.",
-    grpc.StatusCode.INTERNAL: "Internal error encountered.",
-    grpc.StatusCode.UNKNOWN: "Unknown error.",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "Deadline expired before operation could complete.",
-    grpc.StatusCode.ABORTED: "The operation was aborted.",
-    grpc.StatusCode.CANCELLED: "The operation was cancelled.",
-    grpc.StatusCode.FAILED_PRECONDITION: "Precondition check failed.",
-    grpc.StatusCode.UNIMPLEMENTED: "Operation is not implemented, or supported, or enabled.",
-    grpc.StatusCode.DATA_LOSS: "Unrecoverable data loss or corruption.",
-    grpc.StatusCode.OUT_OF_RANGE: "Operation was attempted past the valid range.",
-    grpc.StatusCode.ALREADY_EXISTS: "Resource already exists.",
-}
-
-
-def plain(code: grpc.StatusCode) -> GoogleError:
-    """A failure with Google's wording for ``code`` and no details (UNAVAILABLE and kin)."""
-    return GoogleError(code, _PLAIN_MESSAGES.get(code, "The request failed."))
-
-
 # ---- the fault knobs -----------------------------------------------------------------------
 
 # `error_reason` knob → the error Google sends for that reason, for one RPC and project.
@@ -353,18 +252,6 @@ DEFAULT_REASON: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.PERMISSION_DENIED: "IAM_PERMISSION_DENIED",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "RATE_LIMIT_EXCEEDED",
 }
-_PERMISSIONS = {
-    "CreateAssessment": "recaptchaenterprise.assessments.create",
-    "AnnotateAssessment": "recaptchaenterprise.assessments.annotate",
-    "SearchRelatedAccountGroupMemberships": (
-        "recaptchaenterprise.relatedaccountgroupmemberships.list"
-    ),
-}
-
-
-def permission_for(rpc: str) -> str:
-    """The IAM permission an RPC needs (`roles/recaptchaenterprise.agent` grants both)."""
-    return _PERMISSIONS.get(rpc, "recaptchaenterprise.assessments.create")
 
 
 def reason_code(reason: str) -> grpc.StatusCode:

@@ -32,7 +32,7 @@ from google.cloud.recaptchaenterprise_v1.types import (
     SearchRelatedAccountGroupMembershipsRequest,
     SearchRelatedAccountGroupMembershipsResponse,
 )
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format
+from google.protobuf import json_format
 
 from sidecar.emulator import answers, errors
 from sidecar.emulator.answers import AssessmentPb
@@ -48,8 +48,9 @@ from sidecar.emulator.project import (
     redact,
 )
 from sidecar.emulator.tokens import parse_token
+from sidecar.googleapi.service import SERVICE, register_service_descriptor
 
-SERVICE_NAME = "google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService"
+SERVICE_NAME = SERVICE
 RPC_CREATE = "create"
 RPC_ANNOTATE = "annotate"
 RPC_SEARCH = "related"  # SearchRelatedAccountGroupMemberships
@@ -74,40 +75,7 @@ _ASSESSMENT_NAME = re.compile(r"projects/([^/]+)/assessments/([^/]+)")
 _SITE_KEY_FIELD = "assessment.event.site_key"
 
 
-def _register_service_descriptor() -> None:
-    """Put the service in the default descriptor pool so reflection can describe it.
-
-    The GAPIC package registers the messages but not the service; without this, grpcurl and
-    grpcui could list the service but not call it.
-    """
-    pool = descriptor_pool.Default()
-    try:
-        pool.FindServiceByName(SERVICE_NAME)
-        return
-    except KeyError:
-        pass
-    package, _, name = SERVICE_NAME.rpartition(".")
-    file = descriptor_pb2.FileDescriptorProto(
-        name="sidecar/emulator/recaptchaenterprise_service.proto",
-        package=package,
-        dependency=[AssessmentPb.DESCRIPTOR.file.name],
-        syntax="proto3",
-    )
-    service = file.service.add(name=name)
-    for method, request, response in (
-        ("CreateAssessment", CreateAssessmentRequestPb, AssessmentPb),
-        ("AnnotateAssessment", AnnotateAssessmentRequestPb, AnnotateAssessmentResponsePb),
-        ("SearchRelatedAccountGroupMemberships", SearchRequestPb, SearchResponsePb),
-    ):
-        service.method.add(
-            name=method,
-            input_type="." + request.DESCRIPTOR.full_name,
-            output_type="." + response.DESCRIPTOR.full_name,
-        )
-    pool.Add(file)
-
-
-_register_service_descriptor()
+register_service_descriptor()  # so reflection can describe the service (grpcurl, grpcui)
 
 
 class _FaultState:
@@ -271,6 +239,11 @@ class EmulatorService:
             "injected_failures": {rpc: s.injected for rpc, s in self._faults.items()},
             "faults": self.faults(),
         }
+
+    def recent_events(self) -> list[Any]:
+        """The events of the latest CreateAssessment calls as received (plain protobuf, with
+        any field this library does not know still in them), oldest first."""
+        return [event for _, event, _ in self._recent_creates]
 
     # ---- gRPC ----------------------------------------------------------------------------
 

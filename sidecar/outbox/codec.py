@@ -3,6 +3,8 @@ the sidecar is read by the next (no pickles, no protobuf descriptors in the file
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -35,6 +37,8 @@ def encode(request: AnnotationRequest) -> bytes:
             "phone_number": phone.phone_number,
             "event_time": phone.event_time,
         }
+    if request.passthrough:
+        body["passthrough"] = base64.b64encode(request.passthrough).decode("ascii")
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -70,4 +74,14 @@ def decode(data: bytes) -> AnnotationRequest:
         account_id=str(body.get("account_id", "")),
         transaction_event=event,
         phone_authentication_event=phone,
+        passthrough=_passthrough(body.get("passthrough", "")),
     )
+
+
+def _passthrough(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("passthrough: expected base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"passthrough: {error}") from None

@@ -243,6 +243,7 @@ def decide(
         sms_toll_fraud_risk=upstream.sms_toll_fraud_risk,
         sms_toll_fraud_reasons=upstream.sms_toll_fraud_reasons,
         signals=upstream.signals,
+        passthrough=upstream.passthrough,
     )
 
 

@@ -16,7 +16,11 @@ from typing import Any
 from sidecar.core.model import Decision, RecommendedAction, TokenStatus, Verdict
 from sidecar.core.ports import ReplayEntry
 
-_FIELDS = tuple(f for f in dataclasses.fields(Decision) if f.name != "replayed")
+# `replayed` is a property of one answer; `passthrough` (upstream's whole answer) is never
+# stored: it echoes the token and the user's data (the Verifier clears it before settling).
+_FIELDS = tuple(
+    f for f in dataclasses.fields(Decision) if f.name not in ("replayed", "passthrough")
+)
 _NAMES = frozenset(f.name for f in _FIELDS)
 _ENUMS: dict[str, type[enum.Enum]] = {
     "verdict": Verdict,

@@ -46,10 +46,13 @@ from sidecar.server.components import (
     open_servers,
     open_sink,
     open_upstream,
+    upstream_project,
     watch_health,
 )
 from sidecar.server.ext_authz import AuthorizationFrontDoor
 from sidecar.server.gauges import register_gauges
+from sidecar.server.google_face import GoogleFace, ProjectNames
+from sidecar.server.google_grpc import GoogleFrontDoor
 from sidecar.server.health import SERVERS, HealthAggregator, standard_entries
 from sidecar.server.listeners import ListenError, StartupError
 from sidecar.server.module_settings import account_id_protector, telemetry_options, verify_settings
@@ -68,17 +71,20 @@ __all__ = ["ListenError", "Sidecar", "StartupError", "run", "start_sidecar"]
 
 @dataclass(frozen=True, slots=True)
 class Core:
-    """The use cases every front door calls."""
+    """The use cases every front door calls, and the Google-compatible face over them (one
+    for its gRPC and REST doors, which share what it learns of the project)."""
 
     verifier: Verifier
     annotator: Annotator
     related: RelatedAccounts
+    google: GoogleFace
 
 
 def grpc_front_doors(settings: Settings, core: Core) -> list[GrpcFrontDoor]:
     """Every gRPC front door the settings ask for."""
     return [
         VerificationFrontDoor(core.verifier, core.annotator, core.related),
+        GoogleFrontDoor(core.google),
         AuthorizationFrontDoor(core.verifier, settings.forward_auth_token_header),
     ]
 
@@ -197,7 +203,9 @@ async def _start(
         limiter=limiter(settings, "related"),
         observer=observer,
     )
-    front_doors = grpc_front_doors(settings, Core(verifier, annotator, related))
+    project = ProjectNames(upstream_project(settings), settings.project_number)
+    core = Core(verifier, annotator, related, GoogleFace(verifier, annotator, project))
+    front_doors = grpc_front_doors(settings, core)
     services = tuple(name for door in front_doors for name in door.services)
     health_ = HealthAggregator(standard_entries(services))
     await health_.start()
@@ -205,7 +213,7 @@ async def _start(
     server, addresses, health_address = await open_servers(
         stack, shutdown, settings, front_doors, services, health_.servicer, telemetry
     )
-    http = await open_http(stack, settings, verifier, telemetry)
+    http = await open_http(stack, settings, verifier, telemetry, google=core.google)
     await policy.start()
     stack.push_async_callback(policy.close)
     await watch_health(stack, settings, health_, replay, upstream)

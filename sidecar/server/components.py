@@ -30,6 +30,7 @@ from sidecar.replay.health import check_store, watch_store
 from sidecar.server.connections import ConnectionWatch
 from sidecar.server.decoding import DecodeGuard
 from sidecar.server.drain import DrainGate
+from sidecar.server.google_face import GoogleFace
 from sidecar.server.health import REPLAY_STORE, UPSTREAM, HealthAggregator, watch_upstream
 from sidecar.server.listeners import bind_health, bind_listeners, server_options, socket_path
 from sidecar.server.module_settings import (
@@ -92,6 +93,11 @@ async def upstream_credentials(settings: Settings) -> CallCredentials:
     return await asyncio.to_thread(application_default)
 
 
+def upstream_project(settings: Settings) -> str:
+    """The project upstream calls name: the setting, or the embedded emulator's default."""
+    return settings.project or (EMULATOR_PROJECT if settings.emulator else "")
+
+
 async def open_upstream(
     stack: contextlib.AsyncExitStack, settings: Settings, telemetry: Telemetry
 ) -> ResilientUpstream:
@@ -107,7 +113,7 @@ async def open_upstream(
 
         emulator_server, _, ports = await start_emulator(["127.0.0.1:0"])
         stack.push_async_callback(emulator_server.stop, 0)
-        endpoint, plaintext, project = f"127.0.0.1:{ports[0]}", True, project or EMULATOR_PROJECT
+        endpoint, plaintext, project = f"127.0.0.1:{ports[0]}", True, upstream_project(settings)
     google = GoogleUpstream(
         project=project,
         endpoint=endpoint,
@@ -243,15 +249,29 @@ async def open_servers(
 
 
 async def open_http(
-    stack: contextlib.AsyncExitStack, settings: Settings, verifier: Verifier, telemetry: Telemetry
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    verifier: Verifier,
+    telemetry: Telemetry,
+    *,
+    google: GoogleFace,
 ) -> HttpListener | None:
-    """The HTTP listener (siteverify, forward-auth) when `http_listen` is set, bound and
-    serving, its stop pushed on the stack; aiohttp is imported only then (~9 MB of RSS)."""
+    """The HTTP listener (siteverify, forward-auth, Google's REST API) when `http_listen` is
+    set, bound and serving, its stop pushed on the stack; aiohttp is imported only then
+    (~9 MB of RSS)."""
     if not settings.http_listen:
         return None
+    from sidecar.server.google_rest import GoogleRest
     from sidecar.server.http_doors import start_http
 
-    listener = await start_http(settings, verifier, telemetry.http_middlewares())
+    rest = GoogleRest(google)
+    listener = await start_http(
+        settings,
+        verifier,
+        telemetry.http_middlewares(),
+        routes=rest.routes(),
+        refusals=[(rest.PREFIX, rest.refusal)],
+    )
     stack.push_async_callback(listener.stop)
     return listener
 

@@ -72,10 +72,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     announced the length or streamed it chunked."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"body of {request.content_length} bytes, limit {limit}")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BodyTooLarge(f"body over {limit} bytes")
-    return body
+    # `read(n)` returns what has arrived, up to n: a body in several chunks needs several.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body over {limit} bytes")
+    return b"".join(chunks)
 
 
 def json_response(
@@ -107,16 +112,27 @@ class HttpSecurity:
     secure_loopback: bool = False
 
 
-def _bearer_middleware(token: TokenFile) -> Middleware:
+# A door's own answer for a request the listener refuses (no or a wrong bearer token), in the
+# door's wire format: called with the HTTP status and the reason.
+Refusal = Callable[[int, str], web.Response]
+_UNAUTHENTICATED = "missing or invalid bearer token"
+
+
+def _default_refusal(status: int, reason: str) -> web.Response:
+    return json_response(status, {"error": reason})
+
+
+def _bearer_middleware(token: TokenFile, refusals: Sequence[tuple[str, Refusal]]) -> Middleware:
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         presented = bearer_token([(k.lower(), v) for k, v in request.headers.items()])
         if presented is None or not token.matches(presented):
-            return json_response(
-                401,
-                {"error": "missing or invalid bearer token"},
-                [("WWW-Authenticate", 'Bearer realm="recaptcha-sidecar"')],
+            refuse = next(
+                (r for prefix, r in refusals if request.path.startswith(prefix)), _default_refusal
             )
+            response = refuse(401, _UNAUTHENTICATED)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="recaptcha-sidecar"'
+            return response
         return await handler(request)
 
     return require_token
@@ -141,6 +157,7 @@ class HttpListener:
         self._socket_mode = socket_mode
         self._grace = shutdown_grace
         self._routes: list[web.AbstractRouteDef] = []
+        self._refusals: list[tuple[str, Refusal]] = []
         self._runners: list[web.AppRunner] = []
         self._socket_files: list[str] = []  # ours to remove: bound by this listener
         self.addresses: list[str] = []
@@ -151,10 +168,17 @@ class HttpListener:
             raise RuntimeError("routes must be added before the listener starts")
         self._routes.extend(routes)
 
+    def add_refusal(self, prefix: str, refusal: Refusal) -> None:
+        """How a door answers, under its path `prefix`, a request the listener refuses (so
+        Google's REST clients read Google's error shape). Call before `start`."""
+        if self._runners:
+            raise RuntimeError("refusals must be added before the listener starts")
+        self._refusals.append((prefix, refusal))
+
     def _application(self, exposed: bool) -> web.Application:
         middlewares: list[Middleware] = list(self._middlewares)
         if exposed and self._security.token is not None:
-            middlewares.append(_bearer_middleware(self._security.token))
+            middlewares.append(_bearer_middleware(self._security.token, tuple(self._refusals)))
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)  # type: ignore[arg-type]
         app.add_routes(self._routes)
         return app

@@ -27,6 +27,7 @@ from sidecar.server.http import (
     HttpListener,
     HttpSecurity,
     Middleware,
+    Refusal,
     json_response,
     peer_host,
     read_body,
@@ -130,10 +131,16 @@ class HttpDoors:
 
 
 async def start_http(
-    settings: Settings, verifier: Verifier, middlewares: Sequence[Middleware] = ()
+    settings: Settings,
+    verifier: Verifier,
+    middlewares: Sequence[Middleware] = (),
+    routes: Sequence[web.AbstractRouteDef] = (),
+    refusals: Sequence[tuple[str, Refusal]] = (),
 ) -> HttpListener:
-    """The HTTP listener with both doors, bound and serving (`ListenError` if it cannot be,
-    naming the setting). Imported by the composition root only when `http_listen` is set."""
+    """The HTTP listener with both doors and the other doors' `routes` (Google's REST API) and
+    `refusals` (their answers to requests the listener refuses), bound and serving
+    (`ListenError` if it cannot be, naming the setting). Imported by the composition root only
+    when `http_listen` is set."""
     try:
         secrets = None
         if settings.siteverify_secrets_file is not None:
@@ -164,6 +171,9 @@ async def start_http(
         middlewares=middlewares,
     )
     listener.add_routes(doors.routes())
+    listener.add_routes(routes)
+    for prefix, refusal in refusals:
+        listener.add_refusal(prefix, refusal)
     await listener.start()
     log.info("http listening", extra={"addresses": listener.addresses})
     return listener

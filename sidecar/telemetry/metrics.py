@@ -103,7 +103,8 @@ CATALOG: tuple[MetricSpec, ...] = (
         "http_server_request_duration_seconds",
         "histogram",
         ("http_request_method", "http_route", "http_response_status_code"),
-        "Time to answer each request of the HTTP listener (siteverify, forward-auth), in seconds.",
+        "Time to answer each request of the HTTP listener (siteverify, forward-auth, Google's REST "
+        "API), in seconds.",
     ),
     MetricSpec(
         "rpc.server.active_requests",

@@ -65,8 +65,9 @@ def _enum_name(enum_type: object, value: int, unknown: str) -> str:
         return f"{unknown}_{value}"
 
 
-def to_upstream_assessment(message: object) -> UpstreamAssessment:
-    """Plain protobuf `Assessment` → the fields the policy reads."""
+def to_upstream_assessment(message: object, passthrough: bytes = b"") -> UpstreamAssessment:
+    """Plain protobuf `Assessment` → the fields the policy reads (and, for a passthrough
+    request, the answer's own bytes)."""
     tp = message.token_properties  # type: ignore[attr-defined]
     ra = message.risk_analysis  # type: ignore[attr-defined]
     ad = message.account_defender_assessment  # type: ignore[attr-defined]
@@ -110,6 +111,7 @@ def to_upstream_assessment(message: object) -> UpstreamAssessment:
         express=message.event.express,  # type: ignore[attr-defined]
         sms_toll_fraud_risk=sms_risk,
         sms_toll_fraud_reasons=sms_reasons,
+        passthrough=passthrough,
     )
 
 
@@ -247,8 +249,27 @@ def build_event(request: AssessmentRequest, site_key: str) -> object:
     return event
 
 
+def build_passthrough_request(request: AssessmentRequest, parent: str, site_key: str) -> object:
+    """The app's own `Assessment` (`AssessmentRequest.passthrough`) in our project's
+    `CreateAssessmentRequest`, the key as applied and the account id as protected merged
+    over its event. Parsing keeps the fields this library does not know; serializing sends
+    them on."""
+    message = _pb_CreateAssessmentRequest(parent=parent)
+    message.assessment.MergeFromString(request.passthrough)
+    event = message.assessment.event
+    event.site_key = site_key
+    if request.account_id:
+        event.user_info.account_id = request.account_id
+    return message
+
+
 def build_annotate_request(request: AnnotationRequest) -> object:
-    """Domain annotation → plain protobuf `AnnotateAssessmentRequest` (enum values by name)."""
+    """Domain annotation → plain protobuf `AnnotateAssessmentRequest` (enum values by name);
+    the app's own request, account id as protected, when it came as a passthrough."""
+    if request.passthrough:
+        message = _pb_AnnotateRequest.FromString(request.passthrough)
+        message.account_id = request.account_id
+        return message
     message = _pb_AnnotateRequest(name=request.assessment_name, account_id=request.account_id)
     if request.annotation:
         message.annotation = _pb_AnnotateRequest.Annotation.Value(request.annotation)
@@ -313,6 +334,11 @@ class GoogleUpstream:
             request_serializer=_pb_CreateAssessmentRequest.SerializeToString,
             response_deserializer=_pb_Assessment.FromString,
         )
+        # The Google-compatible face's calls: the answer's bytes are kept to be handed back.
+        self._create_passthrough = self._channel.unary_unary(
+            _SERVICE + "CreateAssessment",
+            request_serializer=_pb_CreateAssessmentRequest.SerializeToString,
+        )
         self._annotate = self._channel.unary_unary(
             _SERVICE + "AnnotateAssessment",
             request_serializer=_pb_AnnotateRequest.SerializeToString,
@@ -339,6 +365,8 @@ class GoogleUpstream:
         metadata: Sequence[tuple[str, str]] = (),
     ) -> UpstreamAssessment:
         """One CreateAssessment attempt, bounded by `timeout` seconds."""
+        if request.passthrough:
+            return await self._create_whole(request, site_key, timeout, metadata)
         message = _pb_CreateAssessmentRequest(
             parent=self._parent, assessment={"event": build_event(request, site_key)}
         )
@@ -351,6 +379,25 @@ class GoogleUpstream:
         except grpc.aio.AioRpcError as error:
             raise await self._failure(classify(error, RPC_CREATE), deadline) from None
         return to_upstream_assessment(answer)
+
+    async def _create_whole(
+        self,
+        request: AssessmentRequest,
+        site_key: str,
+        timeout: float,
+        metadata: Sequence[tuple[str, str]],
+    ) -> UpstreamAssessment:
+        """A passthrough: the app's whole Assessment up, Google's whole answer back."""
+        message = build_passthrough_request(request, self._parent, site_key)
+        deadline = time.monotonic() + timeout
+        auth, timeout = await self._authenticate(timeout)
+        try:
+            raw: bytes = await self._create_passthrough(
+                message, timeout=timeout, metadata=(*self._metadata, *auth, *metadata)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise await self._failure(classify(error, RPC_CREATE), deadline) from None
+        return to_upstream_assessment(_pb_Assessment.FromString(raw), passthrough=raw)
 
     async def annotate(
         self,

@@ -304,6 +304,7 @@ async def test_annotate_records_the_annotation(emu: Emulator) -> None:
         "account_id": "acct-7",
         "hashed_account_id": "AQI=",
         "transaction_event": None,
+        "phone_authentication_event": None,
     }
 
 

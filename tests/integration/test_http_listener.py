@@ -182,11 +182,14 @@ async def test_body_limit_for_announced_and_chunked_bodies() -> None:
             async with session.post(url, data=b"x" * 17) as r:
                 assert r.status == 413
 
-            async def chunks() -> AsyncIterator[bytes]:
-                for _ in range(10):
+            async def chunks(count: int) -> AsyncIterator[bytes]:
+                for _ in range(count):
                     yield b"x" * 4
+                    await asyncio.sleep(0.01)  # each its own chunk on the wire
 
-            async with session.post(url, data=chunks()) as r:
+            async with session.post(url, data=chunks(4)) as r:
+                assert await r.text() == "16"  # read whole, not cut at the first chunk
+            async with session.post(url, data=chunks(10)) as r:
                 assert r.status == 413
 
 

@@ -353,10 +353,11 @@ async def test_health_listener_tells_outsiders_nothing_beyond_liveness_and_readi
         assert first.status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
         watch.cancel()
     listed = await health.List(health_pb2.HealthListRequest(), timeout=5)
-    # readiness of each gRPC front door (VerificationService, Envoy's ext_authz), no more
+    # readiness of each gRPC front door (VerificationService, Google's, Envoy's ext_authz)
     assert set(listed.statuses) == {
         "",
         "recaptcha.sidecar.v1.VerificationService",
+        "google.cloud.recaptchaenterprise.v1.RecaptchaEnterpriseService",
         "envoy.service.auth.v3.Authorization",
     }
     # The entry exists, and an authenticated caller on the service's own listener sees it.

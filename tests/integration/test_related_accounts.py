@@ -136,8 +136,10 @@ async def test_bad_requests_and_upstream_failures_are_statuses(
     await emulator.control.set_faults("related", error_rate=1.0, error_code="PERMISSION_DENIED")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await search(handle, "alice")
-    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert "upstream" in (caught.value.details() or "")
+    # Upstream refused the sidecar (its credentials), not the request: the app must not read
+    # it as its own permission problem (docs/failures.md).
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "upstream refused the sidecar" in (caught.value.details() or "")
     await emulator.control.set_faults("related", error_rate=1.0, error_code="UNAVAILABLE")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await search(handle, "alice")

@@ -40,6 +40,14 @@ def test_settled_values_are_compact_and_never_replayed() -> None:
     assert decode_entry(value) == ReplayEntry("idem", DECISION)
 
 
+def test_upstreams_whole_answer_is_never_stored() -> None:
+    from dataclasses import replace
+
+    value = encode_entry(ReplayEntry("idem", replace(DECISION, passthrough=b"token inside")))
+    assert b"passthrough" not in value and b"token inside" not in value
+    assert decode_entry(value) == ReplayEntry("idem", DECISION)
+
+
 def test_unknown_fields_from_a_newer_version_are_ignored() -> None:
     body = json.loads(encode_entry(ReplayEntry("idem", DECISION)))
     body["d"]["from_the_future"] = {"x": 1}

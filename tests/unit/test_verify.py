@@ -15,7 +15,7 @@ from sidecar.core.model import (
     UpstreamAssessment,
 )
 from sidecar.core.ports import CallContext, FailureKind, UpstreamError, UpstreamFailure
-from sidecar.core.verify import Verifier
+from sidecar.core.verify import Verifier, token_digest
 from sidecar.policy.schema import Policy
 from sidecar.replay.memory import MemoryReplayStore
 from tests.support.defaults import VERIFY
@@ -126,3 +126,31 @@ async def test_a_token_answered_unchecked_may_be_presented_again_at_once() -> No
     assert (first.allowed, first.token_status) == (False, TokenStatus.UNCHECKED)
     assert (again.allowed, again.token_status) == (False, TokenStatus.UNCHECKED)
     assert upstream.calls == 2
+
+
+async def test_upstreams_whole_answer_reaches_the_caller_but_never_the_store() -> None:
+    """A passthrough answer echoes the token and the user's data: the caller gets it, the
+    replay store keeps the decision without it."""
+    whole = b"\x0a\x05hello"
+    upstream = Upstream(dataclasses.replace(VALID, passthrough=whole))
+    store = MemoryReplayStore()
+    policy = Policy()
+    verify = Verifier(
+        upstream=upstream,
+        replay=store,
+        policy=lambda: policy,
+        settings=dataclasses.replace(VERIFY, default_site_key="unit-key"),
+    )
+    request = AssessmentRequest(
+        token="t-whole-answer-0123456789", expected_action="login", passthrough=b"\x12\x00"
+    )
+    decision = await verify.assess(request, 5.0, call=FRONT)
+    assert decision.passthrough == whole
+    for _ in range(100):  # the claim is settled after the callers have their answer
+        entry = await store.get(token_digest("t-whole-answer-0123456789"))
+        if entry is not None and entry.decision is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert entry is not None and entry.decision is not None
+    assert entry.decision.token_status is TokenStatus.VALID
+    assert entry.decision.passthrough == b""
