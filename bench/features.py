@@ -81,6 +81,7 @@ PROBES = {
     "outbox": lambda: _flag("--outbox"),
     "tracing": _tracing,
     "access-log": lambda: _setting("RECAPTCHA_SIDECAR_ACCESS_LOG"),
+    "rate-limits": lambda: _flag("--upstream-rate-limit"),
 }
 
 

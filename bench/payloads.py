@@ -78,6 +78,31 @@ def assess_requests(tokens: Iterable[str]) -> list[bytes]:
     return out
 
 
+SHIELD_IP = "203.0.113.9"
+
+
+def shield_requests(count: int) -> list[bytes]:
+    """What a flood of junk looks like, in thirds: blank tokens (MISSING), tokens the shape
+    filter refuses (INVALID token_shape:*), and distinct Google-shaped junk from one IP over
+    its `per: ip` limit (UNCHECKED rate_limited:ip): none of them costs an upstream call
+    (but the first limited one)."""
+    out = []
+    blank = sidecar_pb2.AssessRequest(expected_action=ACTION).SerializeToString()
+    short = sidecar_pb2.AssessRequest(token="x", expected_action=ACTION).SerializeToString()
+    limited = sidecar_pb2.AssessRequest(expected_action=ACTION, user_ip_address=SHIELD_IP)
+    nonces = os.urandom(24 * count).hex()
+    for i in range(count):
+        kind = i % 3
+        if kind == 0:
+            out.append(blank)
+        elif kind == 1:
+            out.append(short)
+        else:
+            limited.token = "03A" + nonces[48 * i : 48 * i + 48]
+            out.append(limited.SerializeToString())
+    return out
+
+
 def create_requests(tokens: Iterable[str]) -> list[bytes]:
     """CreateAssessmentRequest for the direct and pass-through baselines: the request the
     sidecar itself sends upstream for an AssessRequest, so every path carries the same event."""

@@ -24,6 +24,12 @@ TARGETS = (
     ("added_p50_ms", "added p50 over direct at the fixed rate, ms", 0.5, "max"),
     ("added_p99_ms", "added p99 over direct at the fixed rate, ms", 1.5, "max"),
     ("replay_vs_miss", "replay-rejection throughput / cache-miss throughput", 1.5, "min"),
+    (
+        "shield_vs_miss",
+        "shield (blank, junk-shaped, rate-limited) throughput / cache-miss throughput",
+        1.5,
+        "min",
+    ),
     ("idle_rss_mib", "sidecar RSS at idle, MiB", 80.0, "max"),
     ("bytes_per_token", "memory store bytes per remembered token", 200.0, "max"),
 )
@@ -117,6 +123,7 @@ def build(
         "added_p50_ms": added("assess-miss", "p50"),
         "added_p99_ms": added("assess-miss", "p99"),
         "replay_vs_miss": ratio(sat("assess-replay"), sat("assess-miss")),
+        "shield_vs_miss": ratio(sat("shield"), sat("assess-miss")),
         "idle_rss_mib": _num(idle.idle_rss_mib, 1) if idle else None,
         "idle_anon_mib": _num(idle.idle_anon_mib, 1) if idle else None,
         "bytes_per_token": memory.get("bytes_per_token_tracemalloc"),

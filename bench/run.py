@@ -245,6 +245,8 @@ class Bench:
             blobs = payloads.create_requests(payloads.mint(count))
         elif scenario.workload == "assess-miss":
             blobs = payloads.assess_requests(payloads.mint(count))
+        elif scenario.workload == "shield":
+            blobs = payloads.shield_requests(count)
         elif scenario.workload == "assess-replay":
             # Assessed once now (fresh, so they are still in the store for the whole phase),
             # then presented again and again: every measured call is a replay.
@@ -282,6 +284,8 @@ class Bench:
                     timeout=10,
                 )
                 return "ok " + sidecar_pb2.AnnotationDelivery.Name(reply.delivery)
+            if scenario.workload == "shield":
+                return self._check_shield(stub)
             request = sidecar_pb2.AssessRequest(token=token, expected_action=payloads.ACTION)
             first = stub.Assess(request, timeout=10)
             if not (first.allowed and first.token_status == sidecar_pb2.TOKEN_STATUS_VALID):
@@ -291,6 +295,19 @@ class Bench:
                 if again.allowed or again.token_status != sidecar_pb2.TOKEN_STATUS_DUPLICATE:
                     return f"replay not DUPLICATE: {again}"
             return "ok"
+
+    @staticmethod
+    def _check_shield(stub: sidecar_pb2_grpc.VerificationServiceStub) -> str:
+        """Each third of the shield workload is answered as meant: MISSING, token_shape:*,
+        and (after the first call of the IP) rate_limited:ip."""
+        expected = ("token_missing", "token_shape:too_short", "rate_limited:ip")
+        seen = []
+        for blob in payloads.shield_requests(6):
+            request = sidecar_pb2.AssessRequest.FromString(blob)
+            seen.append(stub.Assess(request, timeout=10).decided_by)
+        if tuple(seen[3:]) != expected or seen[0] != expected[0] or seen[1] != expected[1]:
+            return f"shield answers not as meant: {seen}"
+        return "ok"
 
     # ---- measurement ----------------------------------------------------------------------
 
@@ -321,7 +338,7 @@ class Bench:
     def measure(self, scenario: Scenario, server: Server, rps: int = 0) -> Phase:
         seconds = self.args.rate_seconds if rps else self.args.seconds
         capacity = round((rps * 1.2 if rps else MAX_RPS) * seconds)
-        fresh = scenario.workload in ("create", "assess-miss")
+        fresh = scenario.workload in ("create", "assess-miss", "shield")
         data = self._data(scenario, server, capacity if fresh else 0)
         hop = server.hop.pids() if server.hop else []
         store = server.store.pids() if server.store else []

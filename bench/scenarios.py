@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Hop = Literal["direct", "passthrough", "sidecar"]
-Workload = Literal["create", "assess-miss", "assess-replay", "annotate"]
+Workload = Literal["create", "assess-miss", "assess-replay", "annotate", "shield"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ _TRACING = {
     "OTEL_METRIC_EXPORT_INTERVAL": "5000",
 }
 _REDIS = ("--replay-store", "redis://{redis}/0")
+# The quota shield's policy: one call a minute per client IP (the shield workload sends every
+# limited call from one IP, so all but the first are shed before upstream). Braces doubled:
+# env values are format strings ({redis}).
+_SHIELD = {
+    "RECAPTCHA_SIDECAR_POLICY": (
+        '{{"default": {{"rate_limits": [{{"per": "ip", "limit": "1/minute"}}]}}}}'
+    )
+}
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -104,6 +112,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "as assess-replay, replay store in Redis",
         args=_REDIS,
         needs=("redis",),
+    ),
+    Scenario(
+        "shield",
+        "sidecar",
+        "shield",
+        "attack traffic answered locally: blank tokens, junk-shaped tokens (the shape filter) "
+        "and distinct junk from one IP over its rate limit (claim, limit, release), in thirds",
+        env=_SHIELD,
+        needs=("rate-limits",),
     ),
     Scenario(
         "annotate-direct",

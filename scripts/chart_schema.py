@@ -28,6 +28,7 @@ CHART_MANAGED = {
     "account_id_key": "accountId.existingSecret (never in clear in a ConfigMap)",
     "account_id_key_file": "accountId.existingSecret",
     "outbox_key_file": "outboxKey.existingSecret",
+    "rate_limit_key_file": "rateLimitKey.existingSecret",
     "replay_redis_password": "replayStore.urlSecret (in the URL; never in clear in a ConfigMap)",
 }
 
@@ -119,6 +120,7 @@ def schema() -> dict[str, Any]:
                 "metrics": obj({"insecure": BOOL}),
                 "accountId": obj({"existingSecret": STRING, "key": STRING}),
                 "outboxKey": obj({"existingSecret": STRING, "key": STRING}),
+                "rateLimitKey": obj({"existingSecret": STRING, "key": STRING}),
                 "listenerSecurity": obj(
                     {
                         "tls": obj({"secretName": STRING, "clientAuth": BOOL}),

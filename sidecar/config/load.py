@@ -21,6 +21,7 @@ _FILES = (
     "siteverify_secrets_file",
     "upstream_ca_file",
     "outbox_key_file",
+    "rate_limit_key_file",
 )
 
 
@@ -57,6 +58,7 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
             raise ConfigError(f"invalid configuration:\n  {key}: no such file {path}")
     _check_account_id_key(settings)
     _check_outbox_key(settings)
+    _check_rate_limit_key(settings)
     settings._source = (config_file, overrides)
     return settings
 
@@ -87,4 +89,17 @@ def _check_outbox_key(settings: Settings) -> None:
     try:
         load_sealer(settings.outbox_key_file)
     except SealingKeyError as error:
+        raise ConfigError(f"invalid configuration:\n  {error}") from None
+
+
+def _check_rate_limit_key(settings: Settings) -> None:
+    """The rate limit secret must decode to 16 bytes or more, now rather than at the first
+    limited call."""
+    if settings.rate_limit_key_file is None:
+        return
+    from sidecar.ratelimit.secret import RateLimitKeyError, load_secret
+
+    try:
+        load_secret(settings.rate_limit_key_file)
+    except RateLimitKeyError as error:
         raise ConfigError(f"invalid configuration:\n  {error}") from None

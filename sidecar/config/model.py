@@ -35,7 +35,7 @@ from pydantic_settings import (
 )
 
 from sidecar.config import addresses
-from sidecar.policy.schema import Policy
+from sidecar.policy.schema import Policy, parse_rate
 from sidecar.redisconn.url import parse_redis_url
 
 ENV_PREFIX = "RECAPTCHA_SIDECAR_"
@@ -205,6 +205,41 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds between replay store pings; health is NOT_SERVING while "
         "the store is unreachable.",
+    )
+    upstream_rate_limit: str = Field(
+        "",
+        description="Global cap on the calls that reach upstream, e.g. `900/second`: shared "
+        "by every replica on the Redis replay store (per replica with `memory://`); a call "
+        "over it is UNCHECKED rate_limited:upstream, never allowed. Empty: no cap. Size it "
+        "below project_quota_per_minute / 60 per second, with headroom for the project's "
+        "other apps.",
+    )
+    project_quota_per_minute: int = Field(
+        60_000,
+        ge=1,
+        le=100_000_000,
+        description="The project's CreateAssessment quota (Google's default: 60,000 a "
+        "minute, shared by every app and IP of the project): the share used is exported "
+        "(quota_used_ratio) and a warning logged from 80%.",
+    )
+    rate_limit_key_file: Path | None = Field(
+        None,
+        description="File holding the base64 secret (16+ bytes; `openssl rand -base64 32`) "
+        "that names rate limit counters by HMAC-SHA256, never by IP or account id. Required "
+        "with a Redis replay_store and per-client rate_limits (every replica must name a "
+        "client's counter alike); with `memory://` a random per-process key is used.",
+    )
+    rate_limit_key_prefix: str = Field(
+        "recaptcha-sidecar:limit:",
+        max_length=200,
+        description="Redis: prefix of every rate limit and quota key.",
+    )
+    rate_limit_max_keys: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Rate limit counters kept in memory at once (the memory store's, and "
+        "each replica's own while Redis is unreachable); past it the least recently used go.",
     )
     retry_max_attempts: int = Field(
         3, ge=1, le=10, description="Most attempts per upstream call, the first included."
@@ -630,6 +665,28 @@ class Settings(BaseSettings):
             raise ValueError(
                 "replay_replication_timeout: must be less than replay_timeout and "
                 "replay_redis_timeout (the claim's round trip comes on top)"
+            )
+        return self
+
+    @field_validator("upstream_rate_limit")
+    @classmethod
+    def _cap_syntax(cls, value: str) -> str:
+        if value.strip():
+            parse_rate(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _shared_limiter_keys(self) -> Settings:
+        """Replicas sharing Redis must name a client's counter alike: a random key per
+        process would give every replica its own counters, silently multiplying limits."""
+        if self.replay_store.startswith("memory:") or self.rate_limit_key_file is not None:
+            return self
+        policy = self.policy
+        entries = (policy.default, *policy.actions.values())
+        if any(entry.rate_limits for entry in entries):
+            raise ValueError(
+                "rate_limit_key_file: required with a Redis replay_store and per-client "
+                "rate_limits (the replicas' shared secret naming each client's counter)"
             )
         return self
 

@@ -243,6 +243,9 @@ class Decision:
     # Upstream's whole answer for a passthrough request (`UpstreamAssessment.passthrough`).
     # Never remembered by a replay store: it echoes the token and the user's data.
     passthrough: bytes = b""
+    # What shed the call when a rate limit did (`ip`, `account`, `site_key`, `action`, or
+    # `upstream` for the global cap): the observer counts it without reading decided_by.
+    rate_limited: str = ""
 
 
 @dataclass(frozen=True, slots=True)

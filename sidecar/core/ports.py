@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -190,6 +190,41 @@ class ReplayStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+# ---- rate limits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One limit a call must pass: at most `calls` per `period` seconds on the counter `key`.
+
+    `key` is an HMAC under the deployment's secret (or a fixed name for the global cap),
+    never a client's IP or account id. The arithmetic is GCRA (a token bucket kept as one
+    number): up to `calls` at once, then one every `period / calls` seconds.
+    """
+
+    key: str
+    calls: int
+    period: float
+
+
+class RateLimiterError(Exception):
+    """The shared rate-limit store could not answer (the fallback then decides locally)."""
+
+
+class RateLimiter(Protocol):
+    """Counts the calls that would reach upstream, per client and in all."""
+
+    async def admit(self, limits: Sequence[RateLimit], timeout: float) -> int:
+        """Count one call against every limit when each has room for it: -1. Otherwise the
+        index of the first limit without room, and nothing counted. Within `timeout`
+        seconds; `RateLimiterError` when the store cannot answer."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and tasks."""
         ...
 
 

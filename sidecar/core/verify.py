@@ -1,4 +1,5 @@
-"""Assess: validate → shape filter → claim the token → ask upstream once → decide → remember.
+"""Assess: validate → shape filter → claim the token → rate limits → ask upstream once →
+decide → remember.
 
 Single use holds in three layers: in-process single flight (concurrent calls for one token
 share one upstream call), the replay store's atomic claim (replicas and restarts), and upstream's
@@ -45,6 +46,7 @@ from sidecar.core.ports import (
     UpstreamError,
 )
 from sidecar.core.shape import shape_problem
+from sidecar.core.shield import QuotaShield
 from sidecar.core.validation import validate_assessment
 from sidecar.policy.rules import (
     decide,
@@ -52,6 +54,7 @@ from sidecar.policy.rules import (
     decide_impossible,
     decide_missing,
     decide_no_key,
+    decide_rate_limited,
     decide_rejected,
     decide_unchecked,
 )
@@ -160,8 +163,10 @@ class Verifier:
         settings: VerifySettings,
         limiter: AdmissionLimiter | None = None,
         observer: DecisionObserver | None = None,
+        shield: QuotaShield | None = None,
     ) -> None:
         self._upstream = upstream
+        self._shield = shield
         self._observer = observer or NullObserver()
         self._replay = replay
         self._policy = policy
@@ -208,6 +213,7 @@ class Verifier:
             return decide_impossible(action_policy, problem, policy.version)
         key = token_digest(request.token)
         idem = idempotency_digest(request, self._applied_key(request))
+        scope = policy.entry_name(request.expected_action) if self._shield is not None else ""
         wait = None if timeout is None else timeout - self._settings.deadline_margin
 
         flight = self._inflight.get(key)
@@ -232,7 +238,9 @@ class Verifier:
             flight = _Flight(idem, loop.create_future())
             self._inflight[key] = flight
             flight.task = asyncio.create_task(
-                self._fly(flight, request, key, action_policy, policy.version, loop.time() + budget)
+                self._fly(
+                    flight, request, key, scope, action_policy, policy.version, loop.time() + budget
+                )
             )
             if slot is not None:
                 slot.share(flight.task)  # the upstream call outlives a caller that gives up
@@ -333,6 +341,7 @@ class Verifier:
         flight: _Flight,
         request: AssessmentRequest,
         key: str,
+        scope: str,
         action_policy: ActionPolicy,
         version: str,
         deadline: float,
@@ -343,7 +352,7 @@ class Verifier:
         try:
             try:
                 decision, after = await self._decide(
-                    request, key, flight.idem, claim_id, action_policy, version, deadline
+                    request, key, flight.idem, claim_id, scope, action_policy, version, deadline
                 )
             except asyncio.CancelledError:
                 flight.answer.cancel()
@@ -374,6 +383,7 @@ class Verifier:
         key: str,
         idem: str,
         claim_id: str,
+        scope: str,
         action_policy: ActionPolicy,
         version: str,
         deadline: float,
@@ -407,6 +417,14 @@ class Verifier:
             # one rule), a refusal releases it (the token never reached Google).
             refused = decide_no_key(action_policy, site_key.kind, site_key.detail, version)
             return refused, _After.SETTLE if refused.allowed else _After.RELEASE
+        if self._shield is not None:
+            # Only a call that would reach upstream counts: the claim was a miss.
+            per = await self._shield.check(
+                request, scope, action_policy, site_key, deadline - loop.time()
+            )
+            if per is not None:  # never allowed; the token never left: the user may retry
+                return decide_rate_limited(action_policy, per, version), _After.RELEASE
+
         budget = deadline - loop.time()
         if budget <= 0:
             unchecked = decide_unchecked(action_policy, FailureKind.TRANSIENT, "deadline", version)

@@ -16,14 +16,22 @@ Dry-run input is JSON Lines, one assessment per line, in either shape:
    `account_defender_labels`, `name`, `express` (an express assessment: no token rules),
    `sms_toll_fraud_risk` and `sms_toll_fraud_reasons` (SMS defense), `transaction_risk` and
    `transaction_risk_reasons` (fraud prevention), and `assessed_at` (when it was assessed:
-   the clock for `max_token_age`; without it that rule is not applied). Times are unix
-   seconds or RFC 3339 strings. Unknown keys are ignored.
+   the clock for `max_token_age` and the rate limits; without it neither is applied). For
+   the rate limits: `user_ip_address`, `account_id`, `site_key` (a rule whose key a record
+   lacks does not apply to it, as in Assess). Times are unix seconds or RFC 3339 strings.
+   Unknown keys are ignored.
 
 2. reCAPTCHA's own Assessment JSON, as the REST API returns it (camelCase) or with proto
    field names: `{"name": …, "tokenProperties": {…}, "riskAnalysis": {…}, "event":
    {"expectedAction": …}, "accountDefenderAssessment": {…}}`, optionally wrapped as
    `{"assessment": {…}, "expected_action": …, "assessed_at": …}`. A backend that logged
-   Google's answers before adopting the sidecar can replay them as they are.
+   Google's answers before adopting the sidecar can replay them as they are (the event's
+   `userIpAddress`, `siteKey` and `userInfo.accountId` feed the rate limits).
+
+Rate limits (`rate_limits`, and `upstream_rate_limit` when the file sets it) are replayed in
+the order of the lines, on the records' `assessed_at` clock, with the sidecar's own GCRA
+arithmetic: each record is a call that reached upstream, so each counts, and one a limit
+would have shed is decided as Assess would have answered it (UNCHECKED `rate_limited:<per>`).
 
 A line that is neither is reported (by number, never its content) and skipped.
 """
@@ -33,6 +41,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -40,10 +49,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sidecar.core.model import RecommendedAction, Signals, UpstreamAssessment, Verdict
-from sidecar.policy.rules import as_float32, decide, risk_within
-from sidecar.policy.schema import Policy
-from sidecar.policy.tools import PolicyFileError, load_policy_file
+from sidecar.core.model import (
+    AssessmentRequest,
+    RecommendedAction,
+    Signals,
+    UpstreamAssessment,
+    Verdict,
+)
+from sidecar.core.shield import LimiterKeys, QuotaShield
+from sidecar.policy.rules import as_float32, decide, decide_rate_limited, risk_within
+from sidecar.policy.schema import ActionPolicy, Policy
+from sidecar.policy.tools import PolicyFileError, load_policy_file, load_upstream_cap
+from sidecar.ratelimit.memory import MemoryRateLimiter
 
 DEFAULT_GROUP = "(none)"
 _MAX_REPORTED_BAD_LINES = 10
@@ -60,6 +77,10 @@ class Record:
     expected_action: str
     assessment: UpstreamAssessment
     assessed_at: float | None
+    # what the rate limits count by (empty when not recorded)
+    user_ip_address: str = ""
+    account_id: str = ""
+    site_key: str = ""
 
 
 def _time(value: Any, key: str) -> float | None:
@@ -148,6 +169,9 @@ def _flat_record(raw: Mapping[str, Any]) -> Record:
             signals=signals,
         ),
         assessed_at=_time(raw.get("assessed_at"), "assessed_at"),
+        user_ip_address=_str(raw, "user_ip_address"),
+        account_id=_str(raw, "account_id"),
+        site_key=_str(raw, "site_key"),
     )
 
 
@@ -172,6 +196,9 @@ def _google_record(raw: Mapping[str, Any], outer: Mapping[str, Any]) -> Record:
         expected_action=expected,
         assessment=to_upstream_assessment(message),
         assessed_at=_time(outer.get("assessed_at"), "assessed_at"),
+        user_ip_address=message.event.user_ip_address,
+        account_id=message.event.user_info.account_id,
+        site_key=message.event.site_key,
     )
 
 
@@ -206,6 +233,7 @@ class ActionTally:
     scores: list[float] = field(default_factory=list)
     sms_risks: list[float] = field(default_factory=list)  # assessed ones only
     transaction_risks: list[float] = field(default_factory=list)
+    rate_limited: Counter[str] = field(default_factory=Counter)  # per → calls shed
 
 
 @dataclass
@@ -217,6 +245,7 @@ class DryRun:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     skipped: int = 0
     age_not_evaluated: int = 0
+    limits_not_evaluated: int = 0
 
     def total(self) -> ActionTally:
         total = ActionTally(rules="")
@@ -224,11 +253,40 @@ class DryRun:
             total.records += tally.records
             total.verdicts.update(tally.verdicts)
             total.challenges += tally.challenges
+            total.rate_limited.update(tally.rate_limited)
         return total
 
 
-def dry_run(policy: Policy, lines: Iterable[str]) -> DryRun:
-    """Replay every line through the policy, as Assess would have decided it."""
+class _Limits:
+    """The shield's rules replayed on the records' clock: the same counter names (under a
+    key of this run's) and the same GCRA arithmetic as Assess, in memory."""
+
+    def __init__(self, cap: tuple[int, float] | None) -> None:
+        self._now_us = 0
+        self._limiter = MemoryRateLimiter(max_keys=10_000_000, clock=lambda: self._now_us)
+        self._shield = QuotaShield(self._limiter, LimiterKeys(secrets.token_bytes(32), ""), cap=cap)
+        self.capped = cap is not None
+
+    def shed(self, policy: Policy, rules: ActionPolicy, record: Record, at: float) -> str | None:
+        """The `per` of the limit that would have shed this call, else None (counted)."""
+        self._now_us = round(at * 1_000_000)
+        request = AssessmentRequest(
+            token="",
+            expected_action=record.expected_action,
+            user_ip_address=record.user_ip_address,
+            account_id=record.account_id,
+        )
+        scope = policy.entry_name(record.expected_action)
+        limits, pers = self._shield.limits(request, scope, rules.rate_limits, record.site_key)
+        refused = self._limiter.admit_now(limits) if limits else -1
+        return None if refused < 0 else pers[refused]
+
+
+def dry_run(policy: Policy, lines: Iterable[str], cap: tuple[int, float] | None = None) -> DryRun:
+    """Replay every line through the policy, as Assess would have decided it; `cap` is the
+    settings' upstream_rate_limit."""
+    result = DryRun(policy.version)
+    limits = _Limits(cap)
     result = DryRun(policy.version)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -248,9 +306,23 @@ def dry_run(policy: Policy, lines: Iterable[str]) -> DryRun:
             tally = result.actions[group] = ActionTally(rules=source)
         if rules.max_token_age is not None and record.assessed_at is None:
             result.age_not_evaluated += 1
-        decision = decide(
-            rules, record.expected_action, record.assessment, policy.version, now=record.assessed_at
-        )
+        per = None
+        if rules.rate_limits or limits.capped:
+            if record.assessed_at is None:
+                result.limits_not_evaluated += 1
+            else:
+                per = limits.shed(policy, rules, record, record.assessed_at)
+        if per is not None:
+            decision = decide_rate_limited(rules, per, policy.version)
+            tally.rate_limited[per] += 1
+        else:
+            decision = decide(
+                rules,
+                record.expected_action,
+                record.assessment,
+                policy.version,
+                now=record.assessed_at,
+            )
         tally.records += 1
         tally.verdicts[decision.verdict.value] += 1
         if decision.recommended_action is RecommendedAction.CHALLENGE:
@@ -289,6 +361,17 @@ _RISKS = (
 )
 
 
+def _counts_section(out: list[str], title: str, rows: list[tuple[str, str, int]]) -> None:
+    """`title`, then one `action  what: n` line a row; nothing when there are no rows."""
+    if not rows:
+        return
+    out.append("")
+    out.append(title)
+    width = max(len(name) for name, _, _ in rows)
+    for name, what, n in rows:
+        out.append(f"  {name.ljust(width)}  {what}: {n}")
+
+
 def dry_run_report(result: DryRun, source: str) -> str:
     """A table per action, then what decided the failures and challenges."""
     total = result.total()
@@ -319,17 +402,15 @@ def dry_run_report(result: DryRun, source: str) -> str:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
         cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
         out.append("  ".join(cells).rstrip())
-    rules = [
-        (name, rule, n)
-        for name, tally in sorted(result.actions.items())
-        for rule, n in tally.decided_by.most_common()
-    ]
-    if rules:
-        out.append("")
-        out.append("decided by (other than passed):")
-        width = max(len(name) for name, _, _ in rules)
-        for name, rule, n in rules:
-            out.append(f"  {name.ljust(width)}  {rule}: {n}")
+    _counts_section(
+        out,
+        "decided by (other than passed):",
+        [
+            (name, rule, n)
+            for name, tally in sorted(result.actions.items())
+            for rule, n in tally.decided_by.most_common()
+        ],
+    )
     if any(tally.scores for tally in result.actions.values()):
         out.append("")
         out.append("valid tokens whose score reaches a threshold (to choose one):")
@@ -353,10 +434,25 @@ def dry_run_report(result: DryRun, source: str) -> str:
             risks = getattr(tally, attribute)
             counts = "  ".join(str(at_or_below(risks, t)).rjust(6) for t in WHAT_IF_THRESHOLDS)
             out.append(f"  {name.ljust(width)}  {len(risks):>6}  {counts}")
+    _counts_section(
+        out,
+        "calls the rate limits would have shed before upstream (never allowed):",
+        [
+            (name, f"per {per}", n)
+            for name, tally in sorted(result.actions.items())
+            for per, n in sorted(tally.rate_limited.items())
+        ],
+    )
     if result.age_not_evaluated:
         out.append("")
         out.append(
             f"note: max_token_age not applied to {result.age_not_evaluated} record(s) "
+            "without assessed_at"
+        )
+    if result.limits_not_evaluated:
+        out.append("")
+        out.append(
+            f"note: rate limits not applied to {result.limits_not_evaluated} record(s) "
             "without assessed_at"
         )
     if result.skipped:
@@ -379,6 +475,7 @@ def dry_run_json(result: DryRun) -> dict[str, Any]:
                 **{v: tally.verdicts[v] for v in _VERDICTS},
                 "CHALLENGE": tally.challenges,
                 "decided_by": dict(tally.decided_by),
+                "rate_limited": dict(tally.rate_limited),
                 "valid_scores_at_or_above": {
                     f"{t:g}": at_or_above(tally.scores, t) for t in WHAT_IF_THRESHOLDS
                 },
@@ -400,10 +497,12 @@ def dry_run_json(result: DryRun) -> dict[str, Any]:
             "records": result.total().records,
             **{v: result.total().verdicts[v] for v in _VERDICTS},
             "CHALLENGE": result.total().challenges,
+            "rate_limited": dict(result.total().rate_limited),
         },
         "skipped": result.skipped,
         "bad_lines": [{"line": n, "error": why} for n, why in result.bad_lines],
         "max_token_age_not_evaluated": result.age_not_evaluated,
+        "rate_limits_not_evaluated": result.limits_not_evaluated,
     }
 
 
@@ -411,15 +510,16 @@ def policy_dry_run(config: Path, source: Path, *, as_json: bool, out: TextIO, er
     """`recaptcha-sidecar policy dry-run`: 0 done, 2 bad policy, 1 unreadable input."""
     try:
         policy = load_policy_file(config)
+        cap = load_upstream_cap(config)
     except PolicyFileError as error:
         print(f"recaptcha-sidecar: {error}", file=err)
         return 2
     try:
         if str(source) == "-":
-            result = dry_run(policy, sys.stdin)
+            result = dry_run(policy, sys.stdin, cap)
         else:
             with source.open(encoding="utf-8", errors="replace") as lines:
-                result = dry_run(policy, lines)
+                result = dry_run(policy, lines, cap)
     except OSError as error:
         print(f"recaptcha-sidecar: {source}: {error.strerror or 'unreadable'}", file=err)
         return 1

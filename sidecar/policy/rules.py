@@ -358,3 +358,20 @@ def decide_unchecked(
         threshold=policy.threshold,
         policy_version=version,
     )
+
+
+def decide_rate_limited(policy: ActionPolicy, per: str, version: str = "") -> Decision:
+    """A call a rate limit shed before it reached upstream (`per`: ip, account, site_key,
+    action, or upstream for the global cap). Never allowed, whatever the mode or the failure
+    policies say: the attacker's own flood trips the limit, so letting it through would hand
+    them the switch that turns protection off."""
+    return Decision(
+        allowed=False,
+        verdict=Verdict.FAILED_ENFORCE,
+        token_status=TokenStatus.UNCHECKED,
+        recommended_action=RecommendedAction.BLOCK,
+        decided_by=f"rate_limited:{per}",
+        threshold=policy.threshold,
+        policy_version=version,
+        rate_limited=per,
+    )

@@ -12,9 +12,9 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from sidecar.core.ports import FailureKind
 
@@ -72,6 +72,71 @@ def _check_patterns(values: tuple[str, ...], *, app_ids: bool) -> tuple[str, ...
         if any(ch.isspace() for ch in core):
             raise ValueError(f"{value!r}: names contain no spaces")
     return values
+
+
+# "30/minute", "30 per minute", "100/5 minutes", "900/second": the notation of the `limits`
+# library (and Flask-Limiter, slowapi), which operators already know.
+_RATE = re.compile(
+    r"\s*([0-9]+)\s*(?:/|\s+per\s+)\s*([0-9]+\s*)?(second|minute|hour|day)s?\s*", re.IGNORECASE
+)
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+MAX_RATE_AMOUNT = 10_000_000
+MAX_RATE_PERIOD = 86_400.0
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """`(calls, period in seconds)` of a rate such as `30/minute`; ValueError when it is none."""
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r}: expected a rate such as '30/minute', '900/second' or '100 per 5 minutes'"
+        )
+    amount = int(match.group(1))
+    multiple = int(match.group(2) or 1)
+    period = float(multiple * _UNIT_SECONDS[match.group(3).lower()])
+    if not 1 <= amount <= MAX_RATE_AMOUNT:
+        raise ValueError(f"{text!r}: the number of calls must be 1 … {MAX_RATE_AMOUNT:,}")
+    if not 0 < period <= MAX_RATE_PERIOD:
+        raise ValueError(f"{text!r}: the period must be 1 second … 1 day")
+    return amount, period
+
+
+class RateLimitRule(BaseModel):
+    """One per-client limit on the calls of an action that would reach upstream (config key
+    `policy.….rate_limits[]`): `{per: ip, limit: "30/minute"}`. A call over it is answered
+    UNCHECKED `rate_limited:<per>` at once, never allowed, its token released."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    per: Literal["ip", "account", "site_key", "action"] = Field(
+        description="What is counted: the client IP (by network prefix), the protected "
+        "account id, the site key, or the action as a whole."
+    )
+    limit: str = Field(
+        description="Calls per period: '30/minute', '900/second', '100 per 5 minutes'."
+    )
+    ipv4_prefix: int = Field(
+        32, ge=8, le=32, description="per ip: IPv4 addresses in one /N network count as one."
+    )
+    ipv6_prefix: int = Field(
+        64, ge=16, le=128, description="per ip: IPv6 addresses in one /N network count as one."
+    )
+
+    _rate: tuple[int, float] = PrivateAttr(default=(1, 1.0))
+
+    @model_validator(mode="after")
+    def _parsed(self) -> RateLimitRule:
+        if self.per != "ip" and self.model_fields_set & {"ipv4_prefix", "ipv6_prefix"}:
+            raise ValueError(
+                f"ipv4_prefix / ipv6_prefix: only for per: ip (this rule is per: {self.per})"
+            )
+        self._rate = parse_rate(self.limit)  # parsed once: the hot path reads `rate`
+        return self
+
+    @property
+    def rate(self) -> tuple[int, float]:
+        """`(calls, period in seconds)`."""
+        return self._rate
 
 
 class ActionPolicy(BaseModel):
@@ -146,6 +211,13 @@ class ActionPolicy(BaseModel):
         description="No key for the request's client type, for express, or at all "
         "(VERDICT_KEYS_MISSING).",
     )
+    rate_limits: tuple[RateLimitRule, ...] = Field(
+        (),
+        description="Per-client limits on the calls that would reach upstream, e.g. "
+        "[{per: ip, limit: '30/minute'}, {per: account, limit: '10/minute'}]; a call over "
+        "one is UNCHECKED rate_limited:<per>, never allowed. A rule whose key the request "
+        "lacks (no IP, no account id) does not apply to it.",
+    )
 
     @field_validator("allowed_hostnames")
     @classmethod
@@ -203,6 +275,11 @@ class ActionPolicy(BaseModel):
             )
         if self.max_token_age is not None and self.max_token_age < 1:
             found.append(f"max_token_age: {self.max_token_age} s leaves no time to assess")
+        seen: set[tuple[str, tuple[int, float]]] = set()
+        for rule in self.rate_limits:
+            if (rule.per, rule.rate) in seen:
+                found.append(f"rate_limits: per {rule.per} {rule.limit} is listed twice")
+            seen.add((rule.per, rule.rate))
         return found
 
 
@@ -260,6 +337,15 @@ class Policy(BaseModel):
             self.model_dump(mode="json", exclude={"version"}), sort_keys=True, default=str
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def entry_name(self, action: str) -> str:
+        """The `actions` entry whose rules apply to `action`, or "" for `default` (rate limit
+        counters are kept per entry, so unknown action names share the default's)."""
+        if action:
+            name = action.lower()
+            if name in self.actions:
+                return name
+        return ""
 
     def for_action(self, action: str) -> ActionPolicy:
         """reCAPTCHA treats action names case-insensitively, and so do we."""

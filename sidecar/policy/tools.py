@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from sidecar.policy.schema import ActionPolicy, Policy
+from sidecar.policy.schema import ActionPolicy, Policy, RateLimitRule, parse_rate
 
 
 class PolicyFileError(Exception):
@@ -21,9 +21,8 @@ class PolicyFileError(Exception):
 # ---- reading a policy ------------------------------------------------------------------------
 
 
-def load_policy_file(path: Path) -> Policy:
-    """The policy of a settings file (its `policy` key), or of a file that is only a policy
-    (`default` / `actions` at the top)."""
+def _read_settings(path: Path) -> Mapping[str, Any]:
+    """The YAML mapping at the top of `path`; PolicyFileError names the line when it is not."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as error:
@@ -37,6 +36,13 @@ def load_policy_file(path: Path) -> Policy:
         data = {}
     if not isinstance(data, Mapping):
         raise PolicyFileError(f"{path}: expected a mapping of settings at the top")
+    return data
+
+
+def load_policy_file(path: Path) -> Policy:
+    """The policy of a settings file (its `policy` key), or of a file that is only a policy
+    (`default` / `actions` at the top)."""
+    data = _read_settings(path)
     prefix = "policy."
     if "policy" in data:
         raw = data["policy"] if data["policy"] is not None else {}
@@ -52,6 +58,19 @@ def load_policy_file(path: Path) -> Policy:
             key = ".".join(str(part) for part in item["loc"])
             lines.append(f"  {prefix}{key}".rstrip(".") + f": {item['msg']}")
         raise PolicyFileError("invalid policy:\n" + "\n".join(lines)) from None
+
+
+def load_upstream_cap(path: Path) -> tuple[int, float] | None:
+    """The settings file's `upstream_rate_limit` as `(calls, period)`, None when unset."""
+    value = _read_settings(path).get("upstream_rate_limit") or ""
+    if not isinstance(value, str):
+        raise PolicyFileError("upstream_rate_limit: expected a rate such as '900/second'")
+    if not value.strip():
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as error:
+        raise PolicyFileError(f"upstream_rate_limit: {error}") from None
 
 
 # ---- policy check ----------------------------------------------------------------------------
@@ -83,6 +102,8 @@ def _describe_rules(rules: ActionPolicy) -> dict[str, str]:
         "max_transaction_risk": "no limit"
         if rules.max_transaction_risk is None
         else f"{rules.max_transaction_risk:g} (risk ≤ max, as float32)",
+        "rate_limits": "; ".join(_describe_limit(rule) for rule in rules.rate_limits)
+        or "none (only upstream_rate_limit, if set, caps this action)",
         "account_defender": labels or "no rules (every label allowed)",
         "on_upstream_failure": rules.on_upstream_failure.value,
         "on_quota_exhausted": rules.on_quota_exhausted.value,
@@ -124,6 +145,14 @@ def check_json(policy: Policy) -> dict[str, Any]:
         },
         "warnings": policy.warnings(),
     }
+
+
+def _describe_limit(rule: RateLimitRule) -> str:
+    calls, period = rule.rate
+    where = f" (IPv4 /{rule.ipv4_prefix}, IPv6 /{rule.ipv6_prefix})" if rule.per == "ip" else ""
+    return (
+        f"per {rule.per} {rule.limit} = {calls} at once, then one every {period / calls:g} s{where}"
+    )
 
 
 def policy_check(config: Path, *, as_json: bool, out: TextIO, err: TextIO) -> int:

@@ -43,14 +43,16 @@ from sidecar.server.components import (
     Shutdown,
     limiter,
     open_http,
+    open_quota_meter,
     open_servers,
+    open_shield,
     open_sink,
     open_upstream,
     upstream_project,
     watch_health,
 )
 from sidecar.server.ext_authz import AuthorizationFrontDoor
-from sidecar.server.gauges import register_gauges
+from sidecar.server.gauges import register_gauges, register_shield
 from sidecar.server.google_face import GoogleFace, ProjectNames
 from sidecar.server.google_grpc import GoogleFrontDoor
 from sidecar.server.health import SERVERS, HealthAggregator, standard_entries
@@ -159,7 +161,8 @@ async def _start(
     )
     stack.push_async_callback(telemetry.aclose)  # last out: flushes the drained calls' spans
 
-    upstream = await open_upstream(stack, settings, telemetry)
+    meter = open_quota_meter(stack, settings)
+    upstream = await open_upstream(stack, settings, telemetry, meter)
     replay = open_replay_store(
         settings.replay_store,
         max_entries=settings.replay_max_entries,
@@ -176,6 +179,7 @@ async def _start(
     )
     stack.push_async_callback(replay.close)
     sink, outbox, flusher = await open_sink(stack, shutdown, settings, upstream)
+    shield, rate_limiter = open_shield(stack, settings, meter)
 
     protector = account_id_protector(settings)
     observer = telemetry.observer()
@@ -190,6 +194,7 @@ async def _start(
         settings=verify_settings(settings),
         limiter=limiter(settings, "assess"),
         observer=observer,
+        shield=shield,
     )
     annotator = Annotator(
         sink,
@@ -220,6 +225,7 @@ async def _start(
     if flusher is not None:
         flusher.start()
     register_gauges(telemetry.instruments, upstream, outbox, replay, flusher)
+    register_shield(telemetry.instruments, shield, rate_limiter, meter)
     await health_.report(SERVERS, True)
     stack.push_async_callback(health_.shutdown)  # first out
     return Sidecar(

@@ -20,12 +20,15 @@ from grpc_reflection.v1alpha import reflection
 from sidecar.config import Settings
 from sidecar.core.annotate import DirectDelivery
 from sidecar.core.limits import AdmissionLimiter
-from sidecar.core.ports import AnnotationSink, ReplayStore, Upstream
+from sidecar.core.ports import AnnotationSink, RateLimiter, ReplayStore, Upstream
+from sidecar.core.shield import LimiterKeys, QuotaShield
 from sidecar.core.verify import Verifier
 from sidecar.outbox import Flusher, Outbox, OutboxQueue, OutboxSink
 from sidecar.outbox.sealing import load_sealer
-from sidecar.outbox.streams import RedisOutbox
-from sidecar.redisconn.keyspace import open_keyspace
+from sidecar.policy.schema import parse_rate
+from sidecar.ratelimit import open_rate_limiter
+from sidecar.ratelimit.meter import MeteredUpstream, QuotaMeter
+from sidecar.ratelimit.secret import load_secret
 from sidecar.replay.health import check_store, watch_store
 from sidecar.server.connections import ConnectionWatch
 from sidecar.server.decoding import DecodeGuard
@@ -98,11 +101,44 @@ def upstream_project(settings: Settings) -> str:
     return settings.project or (EMULATOR_PROJECT if settings.emulator else "")
 
 
+def open_quota_meter(stack: contextlib.AsyncExitStack, settings: Settings) -> QuotaMeter:
+    """The meter of upstream calls against project_quota_per_minute: shared through the
+    replay store's Redis when there is one; its flush and warnings run in a task."""
+    keyspace = None
+    if not settings.replay_store.startswith("memory:"):
+        from sidecar.redisconn.keyspace import open_keyspace
+
+        password = settings.replay_redis_password
+        keyspace = open_keyspace(
+            settings.replay_store,
+            pool_size=2,
+            timeout=settings.replay_redis_timeout,
+            password=password.get_secret_value() if password else None,
+        )
+    meter = QuotaMeter(
+        settings.project_quota_per_minute,
+        keyspace=keyspace,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+    stack.push_async_callback(meter.close)
+    task = asyncio.create_task(meter.run(), name="quota-meter")
+
+    async def cancel() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(cancel)
+    return meter
+
+
 async def open_upstream(
-    stack: contextlib.AsyncExitStack, settings: Settings, telemetry: Telemetry
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    telemetry: Telemetry,
+    meter: QuotaMeter | None = None,
 ) -> ResilientUpstream:
-    """Innermost first: the Google client (or the embedded emulator), observed per attempt;
-    retries, budget and breaker around it."""
+    """Innermost first: the Google client (or the embedded emulator), metered against the
+    project's quota and observed per attempt; retries, budget and breaker around it."""
     endpoint, plaintext, project = (
         settings.upstream_endpoint,
         settings.upstream_plaintext,
@@ -123,7 +159,10 @@ async def open_upstream(
             settings.upstream_ca_file.read_bytes() if settings.upstream_ca_file else None
         ),
     )
-    upstream = resilient_upstream(telemetry.instrument_upstream(google), settings)
+    inner = telemetry.instrument_upstream(google)
+    if meter is not None:  # inside the retry layer: each attempt counts, refusals do not
+        inner = MeteredUpstream(inner, meter)
+    upstream = resilient_upstream(inner, settings)
     stack.push_async_callback(upstream.close)
     return upstream
 
@@ -170,6 +209,10 @@ async def open_outbox(settings: Settings) -> OutboxQueue:
             settings.outbox, max_items=settings.outbox_max_items, sealer=sealer
         )
     assert settings.outbox is not None
+    # Only a Redis outbox imports redis-py (14 MiB of RSS a memory-store sidecar never needs).
+    from sidecar.outbox.streams import RedisOutbox
+    from sidecar.redisconn.keyspace import open_keyspace
+
     keyspace = open_keyspace(
         settings.outbox,
         pool_size=16,
@@ -177,6 +220,32 @@ async def open_outbox(settings: Settings) -> OutboxQueue:
         setting="outbox",
     )
     return await RedisOutbox.open(keyspace, sealer, **redis_outbox_options(settings))
+
+
+def open_shield(
+    stack: contextlib.AsyncExitStack, settings: Settings, meter: QuotaMeter
+) -> tuple[QuotaShield, RateLimiter]:
+    """The quota shield over the rate limiter of the replay store's kind (Redis: shared by
+    every replica, this replica's own while Redis cannot answer); it counts nothing inside
+    Google's RetryInfo window, which the meter keeps for the fleet."""
+    password = settings.replay_redis_password
+    limiter = open_rate_limiter(
+        settings.replay_store,
+        max_keys=settings.rate_limit_max_keys,
+        pool_size=settings.replay_redis_pool_size,
+        timeout=settings.replay_redis_timeout,
+        password=password.get_secret_value() if password else None,
+    )
+    stack.push_async_callback(limiter.close)
+    cap = parse_rate(settings.upstream_rate_limit) if settings.upstream_rate_limit else None
+    shield = QuotaShield(
+        limiter,
+        LimiterKeys(load_secret(settings.rate_limit_key_file), settings.rate_limit_key_prefix),
+        cap=cap,
+        timeout=settings.replay_timeout,
+        quota_window=meter.quiet_left,
+    )
+    return shield, limiter
 
 
 def limiter(settings: Settings, name: str) -> AdmissionLimiter:

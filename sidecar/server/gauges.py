@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.core.ports import ReplayStore
+from sidecar.core.ports import RateLimiter, ReplayStore
+from sidecar.core.shield import QuotaShield
 from sidecar.outbox import Flusher, OutboxQueue
+from sidecar.ratelimit import FallbackLimiter
+from sidecar.ratelimit.meter import QuotaMeter
 from sidecar.replay.memory import MemoryReplayStore
 from sidecar.telemetry.metrics import Instruments
 from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE
@@ -45,6 +48,34 @@ class _OutboxGauge:
 
     def outbox_damaged_files(self) -> int:
         return self.outbox.moved_aside
+
+
+@dataclass(frozen=True, slots=True)
+class _ShieldGauge:
+    shield: QuotaShield
+    limiter: RateLimiter
+    meter: QuotaMeter
+
+    def cap_shedding(self) -> bool | None:
+        return self.shield.cap_shedding()
+
+    def limiter_degraded(self) -> bool | None:
+        if isinstance(self.limiter, FallbackLimiter):
+            return self.limiter.degraded()
+        return None
+
+    def store_errors(self) -> int:
+        return self.limiter.errors_total if isinstance(self.limiter, FallbackLimiter) else 0
+
+    def quota_used(self) -> float:
+        return self.meter.used()
+
+
+def register_shield(
+    instruments: Instruments, shield: QuotaShield, limiter: RateLimiter, meter: QuotaMeter
+) -> None:
+    """The global cap's state, the limiter's fallback and the quota used."""
+    instruments.register_rate_limits(_ShieldGauge(shield, limiter, meter))
 
 
 def register_gauges(

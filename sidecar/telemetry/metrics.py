@@ -194,6 +194,46 @@ CATALOG: tuple[MetricSpec, ...] = (
         "(settled, not allowed: first) or allowed (a capacity alarm: raise replay_max_entries).",
     ),
     MetricSpec(
+        "rate_limited",
+        "rate_limited_total",
+        "counter",
+        ("action", "per"),
+        "Assess calls shed by a rate limit before upstream: per ip, account, site_key, "
+        "action, or upstream (the global cap, upstream_rate_limit).",
+    ),
+    MetricSpec(
+        "upstream.rate_limit.shedding",
+        "upstream_rate_limit_shedding",
+        "gauge",
+        (),
+        "The global cap (upstream_rate_limit): 1 while it sheds calls (one in the last "
+        "second), 0 under it; not exported without a cap.",
+    ),
+    MetricSpec(
+        "rate_limit.fallback",
+        "rate_limit_fallback",
+        "gauge",
+        (),
+        "1 while rate limits are this replica's own because Redis cannot answer (logged), "
+        "0 while shared; not exported with the memory store.",
+    ),
+    MetricSpec(
+        "rate_limit.store_errors",
+        "rate_limit_store_errors_total",
+        "counter",
+        (),
+        "Calls to the shared rate limit store that failed (each then decided locally).",
+    ),
+    MetricSpec(
+        "quota.used_ratio",
+        "quota_used_ratio",
+        "gauge",
+        (),
+        "Upstream CreateAssessment calls in the last minute / project_quota_per_minute "
+        "(fleet-wide with the Redis store, this replica's with memory); a warning is logged "
+        "from 0.8.",
+    ),
+    MetricSpec(
         "outbox.depth",
         "outbox_depth",
         "gauge",
@@ -307,6 +347,26 @@ class EvictionStats(Protocol):
 
     def replay_evictions(self) -> Mapping[str, int]:
         """Entries evicted so far, by kind."""
+        ...
+
+
+class RateLimitStats(Protocol):
+    """What the quota shield exposes (same threading rule: read fields, no I/O)."""
+
+    def cap_shedding(self) -> bool | None:
+        """Whether the global cap shed a call in the last second; None without a cap."""
+        ...
+
+    def limiter_degraded(self) -> bool | None:
+        """Whether limits fell back to this replica's own; None with the memory store."""
+        ...
+
+    def store_errors(self) -> int:
+        """Failed calls to the shared store so far."""
+        ...
+
+    def quota_used(self) -> float:
+        """Share of project_quota_per_minute used in the last minute."""
         ...
 
 
@@ -432,6 +492,32 @@ class Instruments:
             "s",
             "Time of each replay store operation.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.rate_limited = self._tally(meter, "rate_limited", ("action", "per"), "{call}")
+        self._shields: _Registry[RateLimitStats] = _Registry()
+        meter.create_observable_gauge(
+            "upstream.rate_limit.shedding",
+            [self._shield(lambda s: s.cap_shedding())],
+            "",
+            "The global cap: 1 while it sheds calls.",
+        )
+        meter.create_observable_gauge(
+            "rate_limit.fallback",
+            [self._shield(lambda s: s.limiter_degraded())],
+            "",
+            "1 while rate limits are this replica's own.",
+        )
+        meter.create_observable_counter(
+            "rate_limit.store_errors",
+            [self._shield(lambda s: s.store_errors())],
+            "{call}",
+            _description("rate_limit.store_errors"),
+        )
+        meter.create_observable_gauge(
+            "quota.used_ratio",
+            [self._shield(lambda s: s.quota_used())],
+            "",
+            "Share of the project's quota used in the last minute.",
         )
         self._breakers: _Registry[BreakerStats] = _Registry()
         self._budgets: _Registry[RetryBudgetStats] = _Registry()
@@ -586,6 +672,21 @@ class Instruments:
     def register_outbox(self, stats: OutboxStats) -> None:
         """Export the outbox depth, oldest age, dead letters and whether delivery is paused."""
         self._outboxes.add("outbox", stats)
+
+    def register_rate_limits(self, stats: RateLimitStats) -> None:
+        """Export the global cap's state, the fallback, store errors and the quota used."""
+        self._shields.add("shield", stats)
+
+    def _shield(
+        self, read: Callable[[RateLimitStats], float | bool | None]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            for _name, stats in self._shields.items():
+                value = read(stats)
+                if value is not None:
+                    yield Observation(float(value) if isinstance(value, float) else int(value))
+
+        return observe
 
     def _observe_breakers(self, _: CallbackOptions) -> Iterable[Observation]:
         for name, stats in self._breakers.items():

@@ -77,6 +77,9 @@ class TelemetryObserver:
             fields["sms_toll_fraud_risk"] = round(sms_risk, 6)
         if transaction_risk is not None:  # likewise: never the card, e-mail or address
             fields["transaction_risk"] = round(transaction_risk, 6)
+        if decision.rate_limited:  # shed before upstream: counted, and said in the line
+            instruments.rate_limited.add(action, decision.rate_limited)
+            fields["rate_limited"] = decision.rate_limited
         self._report(fields)
 
     def annotated(self, call: CallContext, request: AnnotationRequest, delivery: Delivery) -> None:

@@ -285,6 +285,21 @@ def test_chart_wires_credentials_listener_security_and_redis(
     assert find(redis, "Secret", "demo-recaptcha-sidecar-redis")["data"]["password"]
     assert find(redis, "NetworkPolicy")
 
+    # the quota shield: the counters' secret mounted where the config says (issue 19)
+    limits = load_config(config_text(redis), tmp_path)
+    assert limits.rate_limit_key_file is not None and limits.upstream_rate_limit == "900/second"
+    assert limits.policy.default.rate_limits[0].per == "ip"
+    sidecar = sidecar_of(find(redis, "Deployment", "demo-recaptcha-sidecar"))
+    mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    volumes = {
+        v["name"]: v
+        for v in find(redis, "Deployment", "demo-recaptcha-sidecar")["spec"]["template"]["spec"][
+            "volumes"
+        ]
+    }
+    limit_volume = volumes[mounts["/var/run/secrets/recaptcha-sidecar/rate-limit"]]
+    assert limit_volume["secret"]["secretName"] == "recaptcha-rate-limit-key"
+
     wi = render(tools, "default-values.yaml")
     account = find(wi, "ServiceAccount")
     assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
@@ -342,6 +357,14 @@ def test_chart_wires_managed_redis_the_outbox_key_and_the_ca(
         (["--set", "config.api_key=AIza"], "additional properties 'api_key' not allowed"),
         (["--set", "config.socket_mode=432"], "want string"),
         (["--set", "config.policy.default.threshold=2"], "maximum"),
+        (  # issue 19: per-client limits on Redis need one secret for every pod
+            [
+                *("--set", "redis.enabled=true"),
+                *("--set", "config.policy.actions.login.rate_limits[0].per=ip"),
+                *("--set", "config.policy.actions.login.rate_limits[0].limit=30/minute"),
+            ],
+            "need rateLimitKey.existingSecret",
+        ),
     ],
 )
 def test_chart_refuses_bad_values(tools: DeployTools, args: list[str], message: str) -> None:

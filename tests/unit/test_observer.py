@@ -122,3 +122,32 @@ def test_span_attributes_and_annotations(
     assert attributes["recaptcha.verdict"] == "PASSED"
     assert attributes["recaptcha.action"] == "none"
     assert attributes["recaptcha.delivery"] == "QUEUED"
+
+
+def test_a_shed_call_is_counted_by_action_and_per_and_said_in_line_and_span(
+    meter: tuple[InMemoryMetricReader, MeterProvider],
+) -> None:
+    from sidecar.policy.rules import decide_rate_limited
+    from sidecar.policy.schema import ActionPolicy
+
+    reader, provider = meter
+    exporter = InMemorySpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = observer_for(provider, tracing=True)
+    shed = decide_rate_limited(ActionPolicy(), "ip")
+    fields: dict[str, Any] = {}
+    token = CALL_FIELDS.set(fields)
+    try:
+        with tracer.get_tracer("t").start_as_current_span("server"):
+            observer.assessed(CALL, AssessmentRequest(token="t", expected_action="login"), shed)
+        observer.assessed(CALL, AssessmentRequest(token="t"), PASSED)
+    finally:
+        CALL_FIELDS.reset(token)
+    (counted,) = points(reader, "rate_limited")
+    assert (counted.value, dict(counted.attributes)) == (1, {"action": "login", "per": "ip"})
+    (span,) = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["recaptcha.rate_limited"] == "ip"
+    assert attributes["recaptcha.decided_by"] == "rate_limited:ip"
+    assert "rate_limited" in fields  # the first call's field; PASSED adds none of its own

@@ -258,14 +258,154 @@ def test_dry_run_errors(config: Path, tmp_path: Path) -> None:
     assert code == 2 and "policy.default.threshold" in err
 
 
-def test_docs_policy_examples_are_valid(tmp_path: Path) -> None:
-    """Every YAML block of the policy reference that holds a policy passes `policy check`."""
-    text = (ROOT / "docs" / "policy.md").read_text()
+@pytest.mark.parametrize(("page", "least"), [("policy.md", 2), ("quota.md", 1)])
+def test_docs_policy_examples_are_valid(tmp_path: Path, page: str, least: int) -> None:
+    """Every YAML block of the policy and quota references that holds a policy passes
+    `policy check`."""
+    text = (ROOT / "docs" / page).read_text()
     blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
     policies = [b for b in blocks if "policy:" in b]
-    assert len(policies) >= 2
+    assert len(policies) >= least
     for index, block in enumerate(policies):
         path = tmp_path / f"policy-doc-{index}.yaml"
         path.write_text(block)
         code, _, err = cli("policy", "check", "--config", str(path))
         assert (code, err) == (0, ""), block
+
+
+# ---- rate limits (issue 19) ------------------------------------------------------------------
+
+LIMITED = """
+upstream_rate_limit: 5/second
+policy:
+  default:
+    rate_limits: [{per: ip, limit: 3/minute}, {per: account, limit: 2/minute}]
+  actions:
+    signup:
+      rate_limits: [{per: ip, limit: 1/minute, ipv6_prefix: 56}]
+"""
+
+
+def test_check_describes_each_limit_in_words(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(LIMITED)
+    code, out, err = cli("policy", "check", "--config", str(path))
+    assert (code, err) == (0, "")
+    default = out.split("actions.signup")[0]
+    assert (
+        "per ip 3/minute = 3 at once, then one every 20 s (IPv4 /32, IPv6 /64); "
+        "per account 2/minute = 2 at once, then one every 30 s" in default
+    )
+    signup = out.split("actions.signup")[1]
+    assert " * rate_limits" in signup and "(IPv4 /32, IPv6 /56)" in signup
+    code, out, _ = cli("policy", "check", "--config", str(path), "--json")
+    assert json.loads(out)["default"]["rate_limits"][1] == {
+        "per": "account",
+        "limit": "2/minute",
+        "ipv4_prefix": 32,
+        "ipv6_prefix": 64,
+    }
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("policy: {}\n")
+    assert "none (only upstream_rate_limit" in cli("policy", "check", "--config", str(bare))[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "policy: {default: {rate_limits: [{per: ip, limit: 'often'}]}}\n",
+            "policy.default.rate_limits.0",
+        ),
+        ("policy: {default: {rate_limits: [{per: mac, limit: 1/second}]}}\n", "per"),
+        (
+            "policy: {default: {rate_limits: "
+            "[{per: account, limit: 1/second, ipv4_prefix: 24}]}}\n",
+            "only for per: ip",
+        ),
+    ],
+)
+def test_check_refuses_bad_limits(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code, _, err = cli("policy", "check", "--config", str(path))
+    assert code == 2 and fragment in err
+
+
+def test_dry_run_counts_what_each_limit_would_have_shed(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(LIMITED)
+    lines = []
+    # one IP, 6 calls in one second: 3 pass its 3/minute, 3 shed per ip
+    lines += [
+        record(score=0.9, user_ip_address="192.0.2.1", assessed_at=100 + i / 10) for i in range(6)
+    ]
+    # one account from 4 IPs: 2 pass its 2/minute, 2 shed per account
+    lines += [
+        record(score=0.9, user_ip_address=f"198.51.100.{i}", account_id="alice", assessed_at=101)
+        for i in range(4)
+    ]
+    # signup per ip 1/minute with IPv6 by /56: two addresses of one /56 are one client
+    lines += [
+        record(
+            expected_action="signup",
+            score=0.9,
+            action="signup",
+            user_ip_address=addr,
+            assessed_at=102,
+        )
+        for addr in ("2001:db8:0:1::1", "2001:db8:0:2::1", "2001:db8:1::1")
+    ]
+    # a minute later the IP's bucket is full again
+    lines.append(record(score=0.9, user_ip_address="192.0.2.1", assessed_at=170))
+    # no assessed_at: the limits cannot be replayed
+    lines.append(record(score=0.9, user_ip_address="192.0.2.1"))
+    # Google's own JSON: the event carries the IP and the account
+    google = {
+        "name": "projects/1/assessments/g",
+        "event": {
+            "expectedAction": "",
+            "userIpAddress": "192.0.2.1",
+            "userInfo": {"accountId": "bob"},
+        },
+        "riskAnalysis": {"score": 0.9},
+        "tokenProperties": {"valid": True},
+    }
+    lines += [json.dumps({"assessment": google, "assessed_at": 171 + i}) for i in range(3)]
+    source = tmp_path / "traffic.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    code, out, _ = cli(
+        "policy", "dry-run", "--config", str(config), "--input", str(source), "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    default, signup = result["actions"]["(none)"], result["actions"]["signup"]
+    # 192.0.2.1 at 170-173: the refill (one every 20 s) after a minute admits 3 again, the
+    # fourth call of the bucket (the third Google record) is shed
+    assert default["rate_limited"] == {"ip": 4, "account": 2}, default
+    assert signup["rate_limited"] == {"ip": 1}
+    assert default["decided_by"]["rate_limited:ip"] == 4
+    assert default["records"] == 15
+    assert default["FAILED_ENFORCE"] == 6 and default["PASSED"] == 9
+    assert result["total"]["rate_limited"] == {"ip": 5, "account": 2}
+    assert result["rate_limits_not_evaluated"] == 1
+    code, text, _ = cli("policy", "dry-run", "--config", str(config), "--input", str(source))
+    assert "would have shed" in text and "per account: 2" in text
+    assert "rate limits not applied to 1 record(s)" in text
+
+
+def test_dry_run_replays_the_global_cap(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("upstream_rate_limit: 5/second\n")
+    lines = [record(score=0.9, assessed_at=50 + i / 100) for i in range(8)]  # 8 in 80 ms
+    lines += [record(score=0.9, assessed_at=51.1)]  # a second on: the bucket is full again
+    source = tmp_path / "t.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    code, out, _ = cli(
+        "policy", "dry-run", "--config", str(config), "--input", str(source), "--json"
+    )
+    assert code == 0
+    assert json.loads(out)["actions"]["(none)"]["rate_limited"] == {"upstream": 3}
+    config.write_text("upstream_rate_limit: lots\n")
+    code, _, err = cli("policy", "dry-run", "--config", str(config), "--input", str(source))
+    assert code == 2 and "upstream_rate_limit" in err

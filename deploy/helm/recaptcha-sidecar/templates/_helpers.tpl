@@ -101,6 +101,9 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- if .Values.outboxKey.existingSecret }}
 {{- $_ = set $config "outbox_key_file" "/var/run/secrets/recaptcha-sidecar/outbox-key/key" }}
 {{- end }}
+{{- if .Values.rateLimitKey.existingSecret }}
+{{- $_ = set $config "rate_limit_key_file" "/var/run/secrets/recaptcha-sidecar/rate-limit/key" }}
+{{- end }}
 {{- toPrettyJson $config }}
 {{- end }}
 
@@ -140,6 +143,16 @@ checks the same at start).
 {{- end }}
 {{- if and (not .Values.config.emulator) (not .Values.config.project) }}
 {{- fail "config.project is required (the Google Cloud project that owns the reCAPTCHA keys), unless config.emulator=true" }}
+{{- end }}
+{{- /* the sidecar refuses to start on a Redis store with per-client limits and no shared key */}}
+{{- $shared := or .Values.redis.enabled .Values.replayStore.urlSecret.name (not (hasPrefix "memory:" (.Values.config.replay_store | default "memory://"))) }}
+{{- $limited := false }}
+{{- $policy := .Values.config.policy | default dict }}
+{{- range $entry := prepend (values ($policy.actions | default dict)) ($policy.default | default dict) }}
+{{- if $entry.rate_limits }}{{ $limited = true }}{{ end }}
+{{- end }}
+{{- if and $shared $limited (not .Values.rateLimitKey.existingSecret) }}
+{{- fail "policy rate_limits with a Redis replay store need rateLimitKey.existingSecret: every pod must name a client's counter with the same secret (openssl rand -base64 32)" }}
 {{- end }}
 {{- end }}
 
@@ -252,6 +265,11 @@ Call it with this chart's context; from a parent chart that has this chart as a 
       mountPath: /var/run/secrets/recaptcha-sidecar/redis-ca
       readOnly: true
     {{- end }}
+    {{- if .Values.rateLimitKey.existingSecret }}
+    - name: recaptcha-rate-limit
+      mountPath: /var/run/secrets/recaptcha-sidecar/rate-limit
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -322,6 +340,15 @@ INJECTION, part 2: the pod's volumes for the sidecar (items of spec.volumes).
     items:
       - key: {{ $.Values.redisTls.caSecret.key }}
         path: ca.pem
+{{- end }}
+{{- with .Values.rateLimitKey.existingSecret }}
+- name: recaptcha-rate-limit
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.rateLimitKey.key }}
+        path: key
 {{- end }}
 {{- end }}
 
