@@ -99,9 +99,10 @@ async def flood(
 async def neighbour_meanwhile(
     stub: sidecar_pb2_grpc.VerificationServiceStub, done: asyncio.Event
 ) -> list[pb.AssessResponse]:
-    """A legitimate user on another IP, one real token every 50 ms while the flood runs."""
+    """A legitimate user on another IP, one real token every 50 ms while the flood runs, at
+    most 25 (its own limit is 30/minute: a slow, loaded machine stretches the flood)."""
     answers = []
-    while not done.is_set():
+    while not done.is_set() and len(answers) < 25:
         token = mint_token(action="login")
         request = pb.AssessRequest(token=token, expected_action="login", user_ip_address=NEIGHBOUR)
         answers.append(await stub.Assess(request, timeout=DEADLINE))
@@ -164,7 +165,7 @@ async def test_one_ip_flooding_junk_spends_only_its_limit_and_its_neighbour_is_s
     # GCRA: a full bucket of 30, then one every 2 s while the flood goes on.
     tolerance = int(elapsed / 2) + 1
     assert upstream_for_attacker <= 30 + tolerance, (upstream_for_attacker, elapsed)
-    assert upstream_for_attacker >= 30, "the limit admits its burst"
+    assert upstream_for_attacker >= 30, ("the limit admits its burst", decided)
     assert decided["rate_limited:ip"] == JUNK - upstream_for_attacker
     assert decided["rate_limited:ip"] + decided["token_invalid"] == JUNK
     assert not any(answer.allowed for answer, _ in answers)
