@@ -49,6 +49,12 @@ class CheckedReplayStore:
     def __init__(self, inner: ReplayStore) -> None:
         self._inner = inner
 
+    @property
+    def inner(self) -> ReplayStore:
+        """The store checked (what its own telemetry, e.g. the memory store's evictions, is
+        read from)."""
+        return self._inner
+
     async def claim(
         self, key: str, idempotency_digest: str, claim_id: str, ttl: float
     ) -> ReplayEntry | None:

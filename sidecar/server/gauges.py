@@ -11,6 +11,7 @@ from sidecar.core.shield import QuotaShield
 from sidecar.outbox import Flusher, OutboxQueue
 from sidecar.ratelimit import FallbackLimiter
 from sidecar.ratelimit.meter import QuotaMeter
+from sidecar.replay.checked import CheckedReplayStore
 from sidecar.replay.memory import MemoryReplayStore
 from sidecar.telemetry.metrics import Instruments
 from sidecar.upstream.classify import RPC_ANNOTATE, RPC_CREATE
@@ -87,6 +88,8 @@ def register_gauges(
 ) -> None:
     """Breaker state and retry budget per RPC (`assess`, `annotate`), the outbox and its
     dead letters, and the memory replay store's evictions."""
+    if isinstance(replay, CheckedReplayStore):
+        replay = replay.inner
     if isinstance(replay, MemoryReplayStore):
         instruments.register_replay_evictions(replay)
     if flusher is not None:

@@ -74,8 +74,8 @@ set -euo pipefail
 go version
 node --version
 npm --version
-java -version 2>&1 | head -n1
-mvn -v | head -n1
+java -version 2>&1 | sed -n 1p  # sed reads it all: head would end mvn/java with a broken pipe
+mvn -v | sed -n 1p
 (cd clients/go && go build ./...)
 cd clients/node
 [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
