@@ -106,7 +106,9 @@ async def test_redis_stopped_mid_run_answers_unchecked_in_time_then_recovers(
             for t in accepted_before[:20]
         )
     )
-    assert all(not r.allowed and r.token_status == pb.TOKEN_STATUS_DUPLICATE for r in replays)
+    assert all(not r.allowed and r.token_status == pb.TOKEN_STATUS_DUPLICATE for r in replays), [
+        (r.token_status, r.decided_by) for r in replays
+    ]
     calls = (await emulator.control.stats(tokens=tally.allowed_tokens))["create_calls_by_token"]
     replayed = set(accepted_before[:20])
     assert all(n == (2 if t in replayed else 1) for t, n in calls.items())
