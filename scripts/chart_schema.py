@@ -27,6 +27,7 @@ CHART_MANAGED = {
     "auth_token_file": "listenerSecurity.token.secretName",
     "account_id_key": "accountId.existingSecret (never in clear in a ConfigMap)",
     "account_id_key_file": "accountId.existingSecret",
+    "siteverify_secrets_file": "siteverifySecrets.existingSecret",
     "outbox_key_file": "outboxKey.existingSecret",
     "rate_limit_key_file": "rateLimitKey.existingSecret",
     "replay_redis_password": "replayStore.urlSecret (in the URL; never in clear in a ConfigMap)",
@@ -119,6 +120,7 @@ def schema() -> dict[str, Any]:
                 "rollOnPolicyChange": BOOL,
                 "metrics": obj({"insecure": BOOL}),
                 "accountId": obj({"existingSecret": STRING, "key": STRING}),
+                "siteverifySecrets": obj({"existingSecret": STRING, "key": STRING}),
                 "outboxKey": obj({"existingSecret": STRING, "key": STRING}),
                 "rateLimitKey": obj({"existingSecret": STRING, "key": STRING}),
                 "listenerSecurity": obj(

@@ -58,7 +58,10 @@ def _load_config(text: str, tmp_path: Path) -> Settings:
     for path in set(re.findall(r"/var/run/secrets/recaptcha-sidecar/[\w./-]+", text)):
         stand_in = secrets / path.removeprefix("/var/run/secrets/recaptcha-sidecar/")
         stand_in.parent.mkdir(parents=True, exist_ok=True)
-        stand_in.write_text(base64.b64encode(bytes(range(32))).decode())  # a usable key
+        if stand_in.parts[-2:] == ("siteverify", "secrets"):
+            stand_in.write_text("stand-in-secret stand-in-site-key\n")  # SECRET SITE_KEY
+        else:
+            stand_in.write_text(base64.b64encode(bytes(range(32))).decode())  # a usable key
     file = tmp_path / "config.yaml"
     file.write_text(text.replace("/var/run/secrets/recaptcha-sidecar", str(secrets)))
     return load_settings(file)
@@ -259,8 +262,13 @@ def test_chart_wires_credentials_listener_security_and_redis(
         "exposed-mtls-values.yaml",
         *("--set", "credentials.apiKey.existingSecret=key"),
         *("--set", "outboxKey.existingSecret=recaptcha-outbox-key"),
+        *("--set", "siteverifySecrets.existingSecret=recaptcha-siteverify"),
     )
     config = load_config(config_text(objects), tmp_path)
+    assert config.siteverify_secrets_file is not None
+    assert config.siteverify_secrets_file.parts[-2:] == ("siteverify", "secrets"), (
+        "the legacy siteverify secrets are a mounted Secret"
+    )
     assert "0.0.0.0:50052" in config.listen
     assert config.tls_client_ca_file and config.auth_token_file and config.api_key_file
     assert config.outbox_key_file, "issue 13 item 13: the outbox key is a mounted Secret"

@@ -94,6 +94,9 @@ JSON (which is YAML) so numbers keep their form: toYaml would print 1000000 as 1
 {{- if .Values.accountId.existingSecret }}
 {{- $_ = set $config "account_id_key_file" "/var/run/secrets/recaptcha-sidecar/account-id/key" }}
 {{- end }}
+{{- if .Values.siteverifySecrets.existingSecret }}
+{{- $_ = set $config "siteverify_secrets_file" "/var/run/secrets/recaptcha-sidecar/siteverify/secrets" }}
+{{- end }}
 {{- if .Values.outboxStore.urlSecret.name }}
 {{- /* the sidecar gets it from RECAPTCHA_SIDECAR_OUTBOX (a Secret) */}}
 {{- $_ = unset $config "outbox" }}
@@ -255,6 +258,11 @@ Call it with this chart's context; from a parent chart that has this chart as a 
       mountPath: /var/run/secrets/recaptcha-sidecar/account-id
       readOnly: true
     {{- end }}
+    {{- if .Values.siteverifySecrets.existingSecret }}
+    - name: recaptcha-siteverify
+      mountPath: /var/run/secrets/recaptcha-sidecar/siteverify
+      readOnly: true
+    {{- end }}
     {{- if .Values.outboxKey.existingSecret }}
     - name: recaptcha-outbox-key
       mountPath: /var/run/secrets/recaptcha-sidecar/outbox-key
@@ -322,6 +330,15 @@ INJECTION, part 2: the pod's volumes for the sidecar (items of spec.volumes).
     items:
       - key: {{ $.Values.accountId.key }}
         path: key
+{{- end }}
+{{- with .Values.siteverifySecrets.existingSecret }}
+- name: recaptcha-siteverify
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.siteverifySecrets.key }}
+        path: secrets
 {{- end }}
 {{- with .Values.outboxKey.existingSecret }}
 - name: recaptcha-outbox-key
