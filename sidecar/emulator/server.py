@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from sidecar.bindcheck import port_taken
 from sidecar.emulator.control import CONTROL_SERVICE_NAME, control_handler
 from sidecar.emulator.keys import SiteKey
 from sidecar.emulator.metadata import MetadataServer, start_metadata_server
@@ -223,6 +224,9 @@ def _is_unix(address: str) -> bool:
 
 def _bind(server: Any, address: str, credentials: grpc.ServerCredentials | None) -> int:
     """Bind one address, turning gRPC's terse failure into an error naming the address."""
+    reason = port_taken(address)
+    if reason is not None:  # before gRPC's core prints its own add_port.cc line
+        raise EmulatorBindError(f"emulator cannot listen on {address!r} ({reason})")
     try:
         if credentials is None:
             port = int(server.add_insecure_port(address))

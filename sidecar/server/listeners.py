@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from sidecar.bindcheck import port_taken
 from sidecar.config import Settings
 from sidecar.config.addresses import is_exposed
 from sidecar.core.validation import MAX_MESSAGE_BYTES
@@ -65,25 +66,10 @@ def clear_stale_socket(address: str) -> None:
 
 
 def _refuse_taken_port(address: str) -> None:
-    """Fail with the OS's reason when a TCP port is already taken, before gRPC tries: gRPC's C
-    core would print its own `add_port.cc` error line first, and say less. (Another process
-    may still take the port in between; then gRPC's failure is reported as before.)"""
-    host, _, port = address.rpartition(":")
-    if not port.isdigit() or int(port) == 0:
-        return
-    try:
-        resolved = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-    except OSError:
-        return  # unresolvable: gRPC says so
-    for family, kind, proto, _, sockaddr in resolved:
-        with socket.socket(family, kind, proto) as probe:
-            # As gRPC binds: SO_REUSEADDR, so only a listening socket counts as taken.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    raise ListenError(f"cannot listen on {address}: {error.strerror}") from None
+    """One line with the OS's reason when a TCP port is already taken, before gRPC tries."""
+    reason = port_taken(address)
+    if reason is not None:
+        raise ListenError(f"cannot listen on {address}: {reason}")
 
 
 def bind(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -247,6 +248,27 @@ def test_taken_port_refuses_to_start_as_process() -> None:
         ], done.stderr
     finally:
         first.terminate()
+
+
+def test_the_standalone_emulator_on_a_taken_port_says_so_in_one_line() -> None:
+    """As `serve`: the OS's reason on one line, no add_port.cc line from gRPC's C core."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "emulator", "--listen", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode != 0
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines == [
+        f"recaptcha-sidecar emulator: emulator cannot listen on '127.0.0.1:{port}' "
+        "(Address already in use)"
+    ], lines
 
 
 def test_mint_token_command_prints_a_token_the_emulator_accepts() -> None:
