@@ -50,6 +50,23 @@ def expectations(body: str) -> list[str]:
     return wanted
 
 
+def private_tmp() -> list[str]:
+    """Shell lines giving the namespace an empty /tmp (the README's socket path is there) while
+    the checkout stays visible: a clone under /tmp (as CI may make it) is bound back in."""
+    lines = ["mount -t tmpfs tmpfs /tmp"]
+    if ROOT.is_relative_to("/tmp"):
+        lines = [
+            "mount -t tmpfs tmpfs /mnt",
+            "mkdir /mnt/outer-tmp",
+            "mount --bind /tmp /mnt/outer-tmp",
+            *lines,
+            f"mkdir -p {ROOT}",
+            f"mount --bind /mnt/outer-tmp/{ROOT.relative_to('/tmp')} {ROOT}",
+            f"cd {ROOT}",
+        ]
+    return lines
+
+
 def test_runnable_blocks_run_as_written() -> None:
     for tool in ("unshare", "ip"):
         if shutil.which(tool) is None:
@@ -61,7 +78,7 @@ def test_runnable_blocks_run_as_written() -> None:
         [
             "set -euo pipefail",
             "ip link set lo up",
-            "mount -t tmpfs tmpfs /tmp",
+            *private_tmp(),
             "make --no-print-directory run > /tmp/make-run.log 2>&1 &",
             "for _ in $(seq 600); do",
             "  grep -q 'serving on' /tmp/make-run.log && break; sleep 0.1",
