@@ -116,13 +116,18 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if code in _SERVER_ERRORS:
                         span.set_status(Status(StatusCode.ERROR, code.name))
                 if access.enabled():
+                    ids: tuple[int, int] | tuple[()] = ()
+                    if span is not None:
+                        span_context = span.get_span_context()
+                        ids = (span_context.trace_id, span_context.span_id)
                     access.write(
                         {
                             "rpc_method": method,
                             "code": code.name,
                             "duration_ms": round(elapsed * 1000, 3),
                             **fields,
-                        }
+                        },
+                        ids,
                     )
                 if span is not None:
                     span.end()
