@@ -1,4 +1,11 @@
-"""Replay store operations as spans and metrics: a decorator around any `ReplayStore`.
+"""Replay store operations as metrics and attributes of the caller's span: a decorator
+around any `ReplayStore`.
+
+Not spans of their own: a claim and a settle as child spans were half the spans of a cache
+miss, and every span is built, queued and serialised under the GIL by the exporter, which
+stalls the event loop (docs/benchmark.md). The span of the call says what the lookup found
+(`recaptcha.replay.result`) and which operation failed and why (`recaptcha.replay.<op>.error`);
+how long each operation took is the `replay_duration` metric.
 
 Keys are SHA-256 digests of tokens; even so, no key is recorded (a digest of a known token
 would identify it). Only the operation, its outcome and its time are.
@@ -11,7 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from sidecar.core.ports import ReplayEntry, ReplayStore
 from sidecar.telemetry import tracing
@@ -21,7 +29,8 @@ T = TypeVar("T")
 
 
 class InstrumentedReplayStore:
-    """A `ReplayStore` that records claim (hit or miss), settle, release and get."""
+    """A `ReplayStore` that records claim (hit or miss), settle, release and get. `tracer`
+    is kept for symmetry with the other wrappers; no span is started."""
 
     def __init__(self, inner: ReplayStore, *, tracer: Tracer, instruments: Instruments) -> None:
         self._inner = inner
@@ -59,25 +68,21 @@ class InstrumentedReplayStore:
     async def _timed(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         outcome = "ok"
         start = time.perf_counter()
-        with self._tracer.start_as_current_span(
-            f"replay.{operation}",
-            attributes={tracing.REPLAY_OPERATION: operation},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                value = await call()
-            except BaseException as error:
-                # A timeout in the caller (asyncio.wait_for) arrives here as a cancellation.
-                outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
-                if span.is_recording():
-                    span.set_attribute(tracing.ERROR_TYPE, type(error).__name__)
-                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                raise
-            finally:
-                self._instruments.replay_duration.record(
-                    time.perf_counter() - start, {"operation": operation, "outcome": outcome}
-                )
-            if operation == "claim" and span.is_recording():
+        try:
+            value = await call()
+        except BaseException as error:
+            # A timeout in the caller (asyncio.wait_for) arrives here as a cancellation.
+            outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute(f"recaptcha.replay.{operation}.error", type(error).__name__)
+            raise
+        finally:
+            self._instruments.replay_duration.record(
+                time.perf_counter() - start, {"operation": operation, "outcome": outcome}
+            )
+        if operation == "claim":
+            span = trace.get_current_span()
+            if span.is_recording():
                 span.set_attribute(tracing.REPLAY_RESULT, "miss" if value is None else "hit")
-            return value
+        return value

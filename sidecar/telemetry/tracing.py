@@ -32,7 +32,6 @@ RETRY_REASON = "recaptcha.upstream.retry_reason"
 RETRYABLE = "recaptcha.upstream.retryable"
 REACHED = "recaptcha.upstream.reached"
 REPLAY_RESULT = "recaptcha.replay.result"
-REPLAY_OPERATION = "recaptcha.replay.operation"
 
 
 class _MetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):

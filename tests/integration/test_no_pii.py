@@ -214,7 +214,9 @@ async def test_no_personal_data_in_any_exported_byte(
     assert all(len(line.get("trace_id", "")) == 32 for line in access)
     assert "verdict_count_total" in prometheus and "risk_scores_bucket" in prometheus
     assert len(receiver.spans()) >= calls
-    assert '"name": "replay.claim"' in output, "the console exporter printed spans"
+    assert '"name": "recaptcha.sidecar.v1.VerificationService/Assess"' in output, (
+        "the console exporter printed spans"
+    )
 
     leaks = []
     for secret in secrets_of(tokens):
