@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 Arg: TypeAlias = bytes | str | int | float
 Address: TypeAlias = tuple[str, int]
 _REDIRECTS = 3  # MOVED/ASK hops followed per call before giving up
+# Pipelines of coalesced runs on their way to one primary at once: more than one, so that a
+# slow reply does not hold up every call behind it (each still bounded by the socket timeout).
+_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,16 @@ def require(replies: Replies, replicas: int, timeout: float) -> None:
 
 
 class _Coalescer:
-    """One pipeline per event-loop iteration for the runs of one client.
+    """Few pipelines for the runs of one client, however many calls are in flight.
 
-    `submit` queues a run's commands and, for the first run of the iteration, schedules the
-    send at the end of it (`call_soon`: after every callback already ready, which is where
-    the other calls of this iteration issue theirs). A run whose caller gives up (a timeout)
-    is still sent, as it would have been on its own pipeline; only its answer is dropped.
+    `submit` queues a run's commands; they go out at the end of this event-loop iteration
+    (`call_soon`: after every callback already ready, which is where the other calls of the
+    iteration issue theirs) when fewer than `_IN_FLIGHT` pipelines are on their way, else as
+    soon as one of those comes back, with every run queued meanwhile. An idle sidecar sends
+    each run at once; a busy one sends larger pipelines, not more of them (calls arrive one
+    per iteration, so the iteration alone groups little). A run whose caller gives up (a
+    timeout) is still sent, as it would have been on its own pipeline; only its answer is
+    dropped.
     """
 
     __slots__ = ("_client", "_queue", "_sending")
@@ -118,15 +125,21 @@ class _Coalescer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((commands, future))
-        if len(self._queue) == 1:
+        if len(self._queue) == 1 and len(self._sending) < _IN_FLIGHT:
             loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
+        if not self._queue or len(self._sending) >= _IN_FLIGHT:
+            return  # sent already, or one of the pipelines on their way will send it
         batch, self._queue = self._queue, []
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._flush()
 
     async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -152,10 +165,9 @@ class _Coalescer:
             start = end
 
     async def close(self) -> None:
-        """Wait for the pipelines already on their way (their callers are waiting too)."""
-        if self._queue:
+        """Wait for the runs already queued or on their way (their callers are waiting)."""
+        while self._sending or self._queue:
             self._flush()
-        if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
 

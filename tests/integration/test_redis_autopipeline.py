@@ -98,3 +98,24 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers(
         assert (await keys.run("a", Command.of("GET", "a"))).values == [b"1"], "still sent"
     finally:
         await keys.close()
+
+
+async def test_runs_wait_for_a_pipeline_on_its_way_rather_than_open_more(
+    redis_server: RedisServer,
+) -> None:
+    """Two pipelines on their way (the server frozen), then runs issued one per iteration:
+    they go out together once one comes back, on a third connection at most."""
+    keys = open_keyspace(redis_server.url, pool_size=CALLS, timeout=5.0)
+    try:
+        await keys.run("warm", Command.of("PING"))
+        redis_server.freeze()
+        runs = []
+        for i in range(8):
+            runs.append(asyncio.ensure_future(keys.run(f"f{i}", Command.of("SET", f"f{i}", i))))
+            await asyncio.sleep(0.01)  # one per iteration, as calls arrive
+        redis_server.thaw()
+        assert [r.values for r in await asyncio.gather(*runs)] == [[True]] * 8
+        assert connections(redis_server) <= 3, "the six later runs shared a pipeline"
+    finally:
+        redis_server.thaw()
+        await keys.close()
