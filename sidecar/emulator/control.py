@@ -117,8 +117,9 @@ class EmulatorControl:
     async def set_faults(self, rpc: str, **knobs: object) -> dict[str, dict[str, Any]]:
         """Replace the knobs of ``rpc``; returns every RPC's knobs.
 
-        "create" / "annotate": latency_ms, hang, quota, error_rate, error_code (name or
-        number), error_reason, error_field, fail_after_consume_rate, retry_delay_ms, seed.
+        "create" / "annotate": latency_ms, latency_jitter_ms, hang, quota, error_rate,
+        error_code (name or number), error_reason, error_field, fail_after_consume_rate,
+        retry_delay_ms, seed.
         "metadata" (the GCE metadata server's token endpoint): status, hang, latency_ms,
         times, token_lifetime_s.
         """

@@ -24,6 +24,9 @@ class Faults:
     """The misbehaviour configured for one RPC; the defaults are a healthy upstream."""
 
     latency_ms: float = 0.0
+    # Each answer waits latency_ms plus a uniform draw in [0, latency_jitter_ms): Google over
+    # the internet answers in 50-150 ms, not in a fixed time.
+    latency_jitter_ms: float = 0.0
     error_rate: float = 0.0
     error_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     error_reason: str | None = None
@@ -43,6 +46,7 @@ class Faults:
         """False for a healthy configuration, so the hot path can skip every check."""
         return bool(
             self.latency_ms
+            or self.latency_jitter_ms
             or self.error_rate
             or self.hang
             or self.quota
@@ -76,6 +80,7 @@ class Faults:
             raise ValueError("give error_reason or error_field, not both")
         return cls(
             latency_ms=_number(knobs, "latency_ms", 0.0, upper=None),
+            latency_jitter_ms=_number(knobs, "latency_jitter_ms", 0.0, upper=None),
             error_rate=_number(knobs, "error_rate", 0.0, upper=1.0),
             error_code=code,
             error_reason=reason,

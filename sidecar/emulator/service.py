@@ -532,8 +532,9 @@ class EmulatorService:
     async def _delay(self, state: _FaultState) -> None:
         """Latency and hangs strike first, before Google has looked at the request."""
         faults = state.faults
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000.0)
+        if faults.latency_ms or faults.latency_jitter_ms:
+            jitter = state.rng.random() * faults.latency_jitter_ms
+            await asyncio.sleep((faults.latency_ms + jitter) / 1000.0)
         if faults.hang:
             self._hanging += 1
             try:
