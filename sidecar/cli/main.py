@@ -28,11 +28,17 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     add_setting_flags(serve)
 
 
-def _emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sidecar.emulator import cli as emulator_cli
-
+def _emulator_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], *, full: bool
+) -> None:
+    """`full`: with the emulator's own options, which means importing the emulator (its
+    TLS, metadata server and Google's types: several MiB a `serve` without `--emulator`
+    never needs)."""
     emulator = commands.add_parser("emulator", help="run the reCAPTCHA emulator on its own")
-    emulator_cli.add_arguments(emulator)
+    if full:
+        from sidecar.emulator import cli as emulator_cli
+
+        emulator_cli.add_arguments(emulator)
 
     mint = commands.add_parser("mint-token", help="print an emulator token")
     mint.add_argument("--score", type=float, default=0.9)
@@ -75,7 +81,9 @@ def _account_id_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         command.add_argument("--mode", choices=["plain", "hmac-sha256", "deterministic-encryption"])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; knowing the `command` asked for lets the others' heavy
+    option sets stay unbuilt (None: everything, as `--help` shows it)."""
     parser = argparse.ArgumentParser(
         prog="recaptcha-sidecar",
         description="Verify reCAPTCHA Enterprise tokens for apps in any language, over gRPC.",
@@ -83,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recaptcha-sidecar {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
-    _emulator_parser(commands)
+    _emulator_parser(commands, full=command in (None, "emulator"))
     commands.add_parser("config", help="print the settings reference (Markdown)")
     _policy_parser(commands)
     _account_id_parser(commands)
@@ -154,8 +162,14 @@ def _config() -> int:
     return 0
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line, if it comes first (as it must)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "emulator":
