@@ -82,6 +82,7 @@ PROBES = {
     "tracing": _tracing,
     "access-log": lambda: _setting("RECAPTCHA_SIDECAR_ACCESS_LOG"),
     "rate-limits": lambda: _flag("--upstream-rate-limit"),
+    "google-face": lambda: None if _module("sidecar.server.google_face") else "no Google face",
 }
 
 

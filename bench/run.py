@@ -98,6 +98,7 @@ class Upstream:
         self.address = self.child.addresses()[0]
         self.channel = grpc.insecure_channel(self.address)
         self._get_stats = self.channel.unary_unary(_CONTROL + "GetStats")
+        self._set_faults = self.channel.unary_unary(_CONTROL + "SetFaults")
         self._create = self.channel.unary_unary(
             "/" + payloads.GOOGLE_SERVICE + "/CreateAssessment",
             request_serializer=CreateAssessmentRequest.pb().SerializeToString,
@@ -107,6 +108,11 @@ class Upstream:
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = json.loads(self._get_stats(b"{}", timeout=30))
         return stats
+
+    def faults(self, knobs: dict[str, float]) -> None:
+        """CreateAssessment's fault knobs (a latency for the realistic rows); {} clears."""
+        body = {"rpc": "create", "faults": knobs} if knobs else {"clear": True}
+        self._set_faults(json.dumps(body).encode(), timeout=30)
 
     def assessment_names(self, count: int) -> list[str]:
         """Assessments made directly, for Annotate to refer to."""
@@ -345,7 +351,13 @@ class Bench:
         emulator = self.upstream.child.pids()
         before = self.upstream.stats()
         cpu0 = (cpu_seconds(hop), cpu_seconds(store), cpu_seconds(emulator), _children_cpu())
-        load = self._load(scenario, server, data, 50, seconds=seconds, rps=rps)
+        if scenario.upstream:
+            self.upstream.faults(scenario.upstream)
+        try:
+            load = self._load(scenario, server, data, 50, seconds=seconds, rps=rps)
+        finally:
+            if scenario.upstream:
+                self.upstream.faults({})
         if fresh and load.count + sum(load.errors.values()) > capacity:
             raise RuntimeError(f"sent more than the {capacity} fresh tokens prepared")
         if scenario.workload == "annotate":
@@ -405,10 +417,11 @@ class Bench:
             if row.status == "ok":
                 row.saturation = combine(saturation[row.scenario.name])
         self.rate = rate = self._offered_rate(rows)
+        own = self._own_rate([row for row in rows if row.scenario.own_rate])
         for number in range(self.args.rounds):
             print(f"bench: {rate} req/s, round {number + 1}/{self.args.rounds}", flush=True)
             for row in rows:
-                self._round(row, fixed, rate)
+                self._round(row, fixed, own if row.scenario.own_rate else rate)
         for row in rows:
             server = self.servers.get(row.scenario.name)
             if row.status == "ok":
@@ -465,6 +478,14 @@ class Bench:
         except (RuntimeError, grpc.RpcError) as error:
             row.status, row.reason = "failed", str(error)
         print(f"  {scenario.name}: {row.status} {row.check or row.reason}", flush=True)
+
+    @staticmethod
+    def _own_rate(rows: list[Row]) -> int:
+        """For the rows whose upstream is slow (they saturate at concurrency / latency):
+        min(1,000/s, half their saturation), the lowest of them, so that they compare at
+        one rate."""
+        saturated = [row.saturation.rps for row in rows if row.saturation]
+        return max(10, min(1000, round(min(saturated, default=100.0) / 2 / 10) * 10))
 
     def _offered_rate(self, rows: list[Row]) -> int:
         by_name = {row.scenario.name: row for row in rows}

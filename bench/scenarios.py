@@ -26,6 +26,11 @@ class Scenario:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the sidecar
     uds: bool = False  # the load generator calls the sidecar's Unix socket
     needs: tuple[str, ...] = ()  # features (bench/features.py)
+    # Emulator fault knobs (create) while this row is measured, e.g. a realistic latency.
+    upstream: dict[str, float] = field(default_factory=dict)
+    # The fixed-rate phase at min(1,000/s, half this row's own saturation) rather than the
+    # rate every other row shares (a slow upstream saturates at concurrency / latency).
+    own_rate: bool = False
 
 
 _TRACING = {
@@ -48,6 +53,8 @@ _SHIELD = {
         '{{"default": {{"rate_limits": [{{"per": "ip", "limit": "1/minute"}}]}}}}'
     )
 }
+# Google over the internet: 50-150 ms per CreateAssessment.
+_REALISTIC = {"latency_ms": 50.0, "latency_jitter_ms": 100.0}
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -135,5 +142,39 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Annotate into the durable outbox (answered QUEUED, flushed in the background)",
         args=("--outbox", "{outbox}"),
         needs=("outbox",),
+    ),
+    Scenario(
+        "assess-miss-redis-tracing",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss-redis, with OTLP traces and metrics exported (every call sampled)",
+        args=_REDIS,
+        env=_TRACING,
+        needs=("redis", "tracing"),
+    ),
+    Scenario(
+        "google-face-miss",
+        "sidecar",
+        "create",
+        "Google's own CreateAssessment on the sidecar (the Google-compatible gRPC face), "
+        "fresh token every call, memory store",
+        needs=("google-face",),
+    ),
+    Scenario(
+        "direct-realistic",
+        "direct",
+        "create",
+        "baseline: the load generator calls the emulator, which answers in 50-150 ms (Google "
+        "over the internet), at min(1,000/s, half its saturation)",
+        upstream=_REALISTIC,
+        own_rate=True,
+    ),
+    Scenario(
+        "assess-miss-realistic",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss, upstream answering in 50-150 ms, at min(1,000/s, half its saturation)",
+        upstream=_REALISTIC,
+        own_rate=True,
     ),
 )
