@@ -13,6 +13,7 @@ import subprocess
 import sys
 from functools import cache
 
+from bench import httpload
 from bench.procs import ROOT
 
 SIDECAR = [sys.executable, "-m", "sidecar"]
@@ -83,6 +84,10 @@ PROBES = {
     "access-log": lambda: _setting("RECAPTCHA_SIDECAR_ACCESS_LOG"),
     "rate-limits": lambda: _flag("--upstream-rate-limit"),
     "google-face": lambda: None if _module("sidecar.server.google_face") else "no Google face",
+    "google-face-rest": lambda: (
+        None if _module("sidecar.server.google_rest") else "no Google REST face"
+    ),
+    "wrk": lambda: httpload.available(),
 }
 
 

@@ -13,6 +13,7 @@ once at start instead of converting JSON per request, which keeps the load gener
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -113,6 +114,15 @@ def create_requests(tokens: Iterable[str]) -> list[bytes]:
         message.assessment.event.token = token
         out.append(message.SerializeToString())
     return out
+
+
+def rest_bodies(tokens: Iterable[str]) -> list[str]:
+    """The REST face's CreateAssessment bodies (an `Assessment` in Google's JSON, one per
+    line): the same event as `create_requests`."""
+    return [
+        json.dumps({"event": {"token": token, "expectedAction": ACTION}}, separators=(",", ":"))
+        for token in tokens
+    ]
 
 
 def annotate_requests(names: Iterable[str]) -> list[bytes]:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import grpc
 from google.cloud.recaptchaenterprise_v1.types import Assessment, CreateAssessmentRequest
 from recaptcha.sidecar.v1 import sidecar_pb2, sidecar_pb2_grpc
 
-from bench import features, loadgen, payloads, report
+from bench import features, httpload, loadgen, payloads, report
 from bench.procs import ROOT, Child, StartError, anon_mib, cpu_seconds, peak_rss_mib, rss_mib
 from bench.scenarios import SCENARIOS, Scenario
 
@@ -43,10 +44,12 @@ DOCS_PAGE = ROOT / "docs" / "benchmark.md"  # the copy of the latest results the
 SIDECAR = [sys.executable, "-m", "sidecar"]
 EMULATOR_READY = "recaptcha-emulator listening on"
 SIDECAR_READY = "recaptcha-sidecar serving on"
+HTTP_READY = "recaptcha-sidecar http on"
 MAX_RPS = 8_000  # more than any Python hop here answers; sizes the token files
 REPLAY_TOKENS = 1_000  # distinct already-assessed tokens cycled by the replay scenarios
 ANNOTATE_NAMES = 2_000
 _CONTROL = "/recaptcha.sidecar.emulator.v1.Control/"
+REST_PATH = f"/v1/{payloads.PARENT}/assessments"
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Server:
     target: str
     hop: Child | None
     store: Child | None = None
+    http: str = ""  # the sidecar's HTTP listener (http://host:port), when it has one
 
 
 class Bench:
@@ -235,7 +239,15 @@ class Bench:
         )
         addresses = child.addresses()
         target = next(a for a in addresses if a.startswith("unix:")) if scenario.uds else None
-        return Server(target or addresses[0], child, store)
+        http = next(
+            (
+                "http://" + line.split(" on ", 1)[1].split()[0]
+                for line in child.output().splitlines()
+                if line.startswith(HTTP_READY)
+            ),
+            "",
+        )
+        return Server(target or addresses[0], child, store, http)
 
     # ---- data and checks ------------------------------------------------------------------
 
@@ -247,6 +259,10 @@ class Bench:
     def _data(self, scenario: Scenario, server: Server, count: int) -> Path:
         """A data file for `count` requests, made right before they are sent."""
         path = self.work / f"{scenario.name}.bin"
+        if scenario.workload == "rest-create":
+            lines = payloads.rest_bodies(payloads.mint(count))
+            path.write_text("\n".join(lines) + "\n")
+            return path
         if scenario.workload == "create":
             blobs = payloads.create_requests(payloads.mint(count))
         elif scenario.workload == "assess-miss":
@@ -270,6 +286,8 @@ class Bench:
     def _check(self, scenario: Scenario, server: Server) -> str:
         """One call through the Python stubs: is the answer what the scenario means to
         measure (a real VALID assessment, a DUPLICATE, an accepted annotation)?"""
+        if scenario.workload == "rest-create":
+            return self._check_rest(server)
         with grpc.insecure_channel(server.target) as channel:
             token = payloads.mint(1)[0]
             if scenario.workload == "create":
@@ -315,6 +333,21 @@ class Bench:
             return f"shield answers not as meant: {seen}"
         return "ok"
 
+    @staticmethod
+    def _check_rest(server: Server) -> str:
+        """One POST to the REST face: a valid assessment, as Google's JSON names it."""
+        body = payloads.rest_bodies(payloads.mint(1))[0].encode()
+        request = urllib.request.Request(
+            server.http + REST_PATH, data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:  # loopback
+                answer = json.loads(reply.read())
+        except (OSError, ValueError) as error:
+            return f"REST face did not answer: {error}"
+        valid = answer.get("tokenProperties", {}).get("valid")
+        return "ok" if valid else f"not valid: {answer}"
+
     # ---- measurement ----------------------------------------------------------------------
 
     def _load(
@@ -328,6 +361,16 @@ class Bench:
         seconds: float = 0.0,
         rps: int = 0,
     ) -> loadgen.Load:
+        if scenario.workload == "rest-create":
+            return httpload.run(
+                server.http,
+                path=REST_PATH,
+                bodies=data,
+                connections=concurrency,
+                seconds=seconds or max(1.0, total / 500),
+                rps=rps,
+                script=self.work / "wrk.lua",
+            )
         return loadgen.run(
             self.ghz,
             protoset=self.protoset,
@@ -344,7 +387,7 @@ class Bench:
     def measure(self, scenario: Scenario, server: Server, rps: int = 0) -> Phase:
         seconds = self.args.rate_seconds if rps else self.args.seconds
         capacity = round((rps * 1.2 if rps else MAX_RPS) * seconds)
-        fresh = scenario.workload in ("create", "assess-miss", "shield")
+        fresh = scenario.workload in ("create", "assess-miss", "shield", "rest-create")
         data = self._data(scenario, server, capacity if fresh else 0)
         hop = server.hop.pids() if server.hop else []
         store = server.store.pids() if server.store else []

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Hop = Literal["direct", "passthrough", "sidecar"]
-Workload = Literal["create", "assess-miss", "assess-replay", "annotate", "shield"]
+Workload = Literal["create", "assess-miss", "assess-replay", "annotate", "shield", "rest-create"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Google's own CreateAssessment on the sidecar (the Google-compatible gRPC face), "
         "fresh token every call, memory store",
         needs=("google-face",),
+    ),
+    Scenario(
+        "google-rest-miss",
+        "sidecar",
+        "rest-create",
+        "POST /v1/projects/bench/assessments on the sidecar's HTTP listener (the REST face), "
+        "fresh token every call, memory store; load from wrk",
+        args=("--http-listen", "127.0.0.1:0"),
+        needs=("google-face-rest", "wrk"),
     ),
     Scenario(
         "direct-realistic",
