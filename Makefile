@@ -89,6 +89,7 @@ lock: $(STAMP)
 ## Benchmark the sidecar against its baselines (ghz is installed into .tools/bin on first use);
 ## writes bench/results/latest.{json,md,png}. ARGS are passed on, e.g. ARGS="--only assess-miss".
 bench: $(VENV)/.bench-installed
+	bash scripts/bench-deps.sh
 	$(TOOLCHAINS) $(BIN)/python -m bench.run $(ARGS)
 
 $(VENV)/.bench-installed: $(STAMP)
