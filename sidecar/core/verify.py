@@ -406,7 +406,22 @@ class Verifier:
                     "replay_claim", "replay store claim failed: %s", type(error).__name__
                 )
                 kind, reason = FailureKind.REPLAY_STORE, "unavailable"
-            return decide_unchecked(action_policy, kind, reason, version), _After.RELEASE
+            unchecked = decide_unchecked(action_policy, kind, reason, version)
+            if not unchecked.allowed:
+                return unchecked, _After.RELEASE
+            # An open policy would let it through, but the claim's answer never came: the
+            # token may have been seen before. Ask again, with the store's own time (a claim
+            # is idempotent for its holder): allowed only if this claim holds the token.
+            try:
+                existing = await bounded(
+                    self._replay.claim(key, idem, claim_id, self._settings.replay_ttl),
+                    self._settings.replay_timeout,
+                )
+            except _STORE_FAILURES:
+                return unchecked, _After.SETTLE  # no store to ask: the policy's answer
+            if existing is not None:
+                return await self._existing(existing, key, idem, action_policy, version, deadline)
+            return unchecked, _After.SETTLE
 
         if existing is not None:
             return await self._existing(existing, key, idem, action_policy, version, deadline)

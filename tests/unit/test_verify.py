@@ -154,3 +154,35 @@ async def test_upstreams_whole_answer_reaches_the_caller_but_never_the_store() -
     assert entry is not None and entry.decision is not None
     assert entry.decision.token_status is TokenStatus.VALID
     assert entry.decision.passthrough == b""
+
+
+class SlowClaim(MemoryReplayStore):
+    """A store whose claim answers after the caller's time is gone (a Redis round trip on a
+    loaded machine); its settle is prompt."""
+
+    async def claim(self, key: str, idempotency_digest: str, claim_id: str, ttl: float):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.5)
+        return await super().claim(key, idempotency_digest, claim_id, ttl)
+
+
+async def test_an_open_policy_without_a_claim_answer_allows_a_token_only_once() -> None:
+    """No time left for the claim's answer, an open policy: the first presentation may be let
+    through (its settle confirms it is the first), every later one is DUPLICATE, because the
+    settle finds the first answer there."""
+    upstream, observer = Upstream(VALID), Observer()
+    policy = Policy.model_validate({"actions": {"login": {"on_upstream_failure": "open"}}})
+    verify = Verifier(
+        upstream=upstream,
+        replay=SlowClaim(),
+        policy=lambda: policy,
+        settings=dataclasses.replace(
+            VERIFY, default_site_key="unit-key", replay_timeout=5.0, deadline_margin=0.0
+        ),
+        observer=observer,
+    )
+    request = AssessmentRequest(token="03A" + "t3" * 20, expected_action="login")
+    answers = [await verify.assess(request, 0.2, call=FRONT) for _ in range(3)]
+    assert [a.allowed for a in answers] == [True, False, False]
+    assert answers[0].token_status is TokenStatus.UNCHECKED
+    assert {a.token_status for a in answers[1:]} == {TokenStatus.DUPLICATE}
+    assert upstream.calls == 0
