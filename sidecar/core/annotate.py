@@ -9,30 +9,21 @@ never holds a clear id at rest. The sink is the outbox (`sidecar.outbox.sink`) o
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
-from sidecar.core.errors import UpstreamRejected
-from sidecar.core.limits import AdmissionLimiter
+from sidecar.core.limits import AdmissionLimiter, admitted
 from sidecar.core.model import AnnotationRequest, Delivery
 from sidecar.core.ports import (
     AccountIdProtector,
     AnnotationSink,
     CallContext,
     DecisionObserver,
-    FailureKind,
     NullObserver,
     Upstream,
     UpstreamError,
+    rejected,
 )
 from sidecar.core.validation import validate_annotation
-
-
-def rejected(error: UpstreamError) -> UpstreamRejected:
-    """What a synchronous Annotate tells its caller about a failed upstream call."""
-    return UpstreamRejected(
-        error.code, str(error), request=error.kind is FailureKind.REQUEST, kind=error.kind.value
-    )
 
 
 class DirectDelivery:
@@ -74,15 +65,7 @@ class Annotator:
         InvalidArgument, Overloaded (past the limiter's bounds, or a full outbox) or
         UpstreamRejected (a synchronous delivery that upstream refused)."""
         validate_annotation(request)
-        if self._limiter is None:
-            delivery = await self._deliver(request, timeout)
-        else:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            async with self._limiter.admit(timeout):
-                if timeout is not None:
-                    timeout -= loop.time() - started
-                delivery = await self._deliver(request, timeout)
+        delivery = await admitted(self._limiter, timeout, lambda left: self._deliver(request, left))
         self._observer.annotated(call, request, delivery)
         return delivery
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecar.core.errors import Overloaded
 
@@ -116,3 +116,23 @@ class AdmissionLimiter:
                 waiter.set_result(None)
                 return
         self._in_flight -= 1
+
+
+T = TypeVar("T")
+
+
+async def admitted(
+    limiter: AdmissionLimiter | None,
+    timeout: float | None,
+    call: Callable[[float | None], Awaitable[T]],
+) -> T:
+    """`call(time left)` once `limiter` admits it (at once without a limiter): what is spent
+    waiting for a slot comes off the caller's `timeout`."""
+    if limiter is None:
+        return await call(timeout)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with limiter.admit(timeout):
+        if timeout is not None:
+            timeout -= loop.time() - started
+        return await call(timeout)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sidecar.core.errors import UpstreamRejected
 from sidecar.core.model import (
     AnnotationRequest,
     AssessmentRequest,
@@ -94,6 +95,32 @@ class UpstreamError(Exception):
     @property
     def pushback(self) -> float | None:
         return self.failure.pushback
+
+
+# The failure code of a call refused inside Google's RetryInfo window: answered at once, nothing
+# sent. Both windows (the retry layer's per replica, the quota meter's per fleet) answer it.
+RETRY_AFTER = "RETRY_AFTER"
+
+
+def retry_after_refusal(left: float) -> UpstreamError:
+    """The failure of a call refused for `left` more seconds of Google's RetryInfo window."""
+    return UpstreamError(
+        UpstreamFailure(
+            FailureKind.QUOTA,
+            RETRY_AFTER,
+            f"upstream quota exhausted; Google asked to retry after {left:.1f} s",
+            reached=False,
+            pushback=left,
+        )
+    )
+
+
+def rejected(error: UpstreamError) -> UpstreamRejected:
+    """What a synchronous call (Annotate, SearchRelatedAccounts) tells its caller about a
+    failed upstream call: the request's own fault keeps its code."""
+    return UpstreamRejected(
+        error.code, str(error), request=error.kind is FailureKind.REQUEST, kind=error.kind.value
+    )
 
 
 class ReplayStoreError(Exception):

@@ -8,12 +8,16 @@ upstream layer like any safe call, and a failure is the caller's to see (a gRPC 
 
 from __future__ import annotations
 
-import asyncio
-
-from sidecar.core.annotate import rejected
-from sidecar.core.limits import AdmissionLimiter
+from sidecar.core.limits import AdmissionLimiter, admitted
 from sidecar.core.model import RelatedAccountsPage, RelatedAccountsQuery
-from sidecar.core.ports import CallContext, DecisionObserver, NullObserver, Upstream, UpstreamError
+from sidecar.core.ports import (
+    CallContext,
+    DecisionObserver,
+    NullObserver,
+    Upstream,
+    UpstreamError,
+    rejected,
+)
 from sidecar.core.validation import validate_related_accounts
 
 # Google's largest page: "values above 1000 are coerced to 1000".
@@ -44,15 +48,7 @@ class RelatedAccounts:
         validate_related_accounts(query)
         if query.page_size > MAX_PAGE_SIZE:
             query = RelatedAccountsQuery(query.account_id, MAX_PAGE_SIZE, query.page_token)
-        if self._limiter is None:
-            page = await self._search(query, timeout)
-        else:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            async with self._limiter.admit(timeout):
-                if timeout is not None:
-                    timeout -= loop.time() - started
-                page = await self._search(query, timeout)
+        page = await admitted(self._limiter, timeout, lambda left: self._search(query, left))
         self._observer.searched(call, query, page)
         return page
 

@@ -27,12 +27,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sidecar.core.annotate import rejected
 from sidecar.core.backoff import Backoff
 from sidecar.core.errors import InvalidArgument
 from sidecar.core.logthrottle import ThrottledLog
 from sidecar.core.model import AnnotationRequest, Delivery
-from sidecar.core.ports import FailureKind, Upstream, UpstreamError
+from sidecar.core.ports import FailureKind, Upstream, UpstreamError, rejected
 from sidecar.core.validation import validate_annotation
 from sidecar.outbox.queue import OutboxQueue
 from sidecar.outbox.sealing import UnsealableRow

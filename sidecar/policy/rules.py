@@ -283,20 +283,27 @@ def decide_duplicate(
     )
 
 
-def decide_impossible(policy: ActionPolicy, problem: str, version: str = "") -> Decision:
-    """A token that cannot be real (the shape filter, `sidecar.core.shape`): INVALID, answered
-    locally like an upstream MALFORMED, never sent upstream. `problem` says why."""
+def _invalid_here(
+    policy: ActionPolicy, decided_by: str, version: str, *, invalid_reason: str = ""
+) -> Decision:
+    """INVALID decided without upstream's judgement of the token: never allowed in enforce."""
     allowed, verdict = _failed(policy)
     return Decision(
         allowed=allowed,
         verdict=verdict,
         token_status=TokenStatus.INVALID,
         recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
-        decided_by=f"token_shape:{problem}",
-        invalid_reason="MALFORMED",
+        decided_by=decided_by,
+        invalid_reason=invalid_reason,
         threshold=policy.threshold,
         policy_version=version,
     )
+
+
+def decide_impossible(policy: ActionPolicy, problem: str, version: str = "") -> Decision:
+    """A token that cannot be real (the shape filter, `sidecar.core.shape`): INVALID, answered
+    locally like an upstream MALFORMED, never sent upstream. `problem` says why."""
+    return _invalid_here(policy, f"token_shape:{problem}", version, invalid_reason="MALFORMED")
 
 
 _NO_KEY_VERDICT = {
@@ -320,16 +327,7 @@ def decide_rejected(policy: ActionPolicy, detail: str, version: str = "") -> Dec
     """Upstream refused the request itself (a field the app sent): the token could not be
     judged valid, so it is INVALID, never allowed in enforce mode; no failure policy applies,
     since neither upstream nor the sidecar failed."""
-    allowed, verdict = _failed(policy)
-    return Decision(
-        allowed=allowed,
-        verdict=verdict,
-        token_status=TokenStatus.INVALID,
-        recommended_action=RecommendedAction.ALLOW if allowed else RecommendedAction.BLOCK,
-        decided_by=f"{FailureKind.REQUEST.value}:{detail}",
-        threshold=policy.threshold,
-        policy_version=version,
-    )
+    return _invalid_here(policy, f"{FailureKind.REQUEST.value}:{detail}", version)
 
 
 def decide_unchecked(

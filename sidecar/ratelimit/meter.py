@@ -35,7 +35,7 @@ from sidecar.core.model import (
     RelatedAccountsQuery,
     UpstreamAssessment,
 )
-from sidecar.core.ports import FailureKind, Upstream, UpstreamError, UpstreamFailure
+from sidecar.core.ports import FailureKind, Upstream, UpstreamError, retry_after_refusal
 
 if TYPE_CHECKING:  # redis is imported only with a Redis store: 14 MiB of RSS otherwise
     from sidecar.redisconn.keyspace import Keyspace
@@ -46,8 +46,6 @@ WARN_AT = 0.8
 _WARN_EVERY = 60.0
 _KEEP = 180  # seconds a minute's key outlives it (the next minute still reads it)
 MAX_QUIET = 3600.0  # a RetryInfo longer than an hour is capped: the window must end
-# The failure code of a call refused inside the window (the retry layer's name for it).
-RETRY_AFTER = "RETRY_AFTER"
 
 # One flush, all at once (so a script reloaded after NOSCRIPT never counts twice): KEYS this
 # minute's count, the previous minute's, the fleet's RetryInfo window. ARGV this replica's
@@ -218,15 +216,7 @@ class MeteredUpstream:
     ) -> UpstreamAssessment:
         left = self._meter.quiet_left()
         if left > 0:
-            raise UpstreamError(
-                UpstreamFailure(
-                    FailureKind.QUOTA,
-                    RETRY_AFTER,
-                    f"upstream quota exhausted; Google asked to retry after {left:.1f} s",
-                    reached=False,
-                    pushback=left,
-                )
-            )
+            raise retry_after_refusal(left)
         self._meter.count()
         try:
             return await self._inner.create_assessment(request, site_key=site_key, timeout=timeout)

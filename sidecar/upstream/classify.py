@@ -27,7 +27,6 @@ from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
 BREAKER_OPEN = "BREAKER_OPEN"  # answered at once, nothing sent: the breaker is open
 NO_TIME_LEFT = "DEADLINE_EXCEEDED"  # the call's deadline passed before an attempt could start
 CANCELLED = "CANCELLED"
-RETRY_AFTER = "RETRY_AFTER"  # answered at once, nothing sent: inside Google's RetryInfo window
 
 RPC_CREATE = "create"
 RPC_ANNOTATE = "annotate"

@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import time
 
-from sidecar.core.ports import Clock, FailureKind, UpstreamError, UpstreamFailure
-from sidecar.upstream.classify import RETRY_AFTER
+from sidecar.core.ports import (
+    RETRY_AFTER,
+    Clock,
+    FailureKind,
+    UpstreamError,
+    UpstreamFailure,
+    retry_after_refusal,
+)
 
 MAX_WINDOW = 3600.0  # a RetryInfo longer than an hour is capped: the window must end
 
@@ -45,12 +51,4 @@ class RetryAfterWindow:
         left = self.remaining()
         if left <= 0:
             return None
-        return UpstreamError(
-            UpstreamFailure(
-                FailureKind.QUOTA,
-                RETRY_AFTER,
-                f"upstream quota exhausted; Google asked to retry after {left:.1f} s",
-                reached=False,
-                pushback=left,
-            )
-        )
+        return retry_after_refusal(left)

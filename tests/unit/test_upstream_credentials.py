@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from google.auth import exceptions
 
-from sidecar.core.ports import FailureKind, UpstreamError, UpstreamFailure
+from sidecar.core.ports import RETRY_AFTER, FailureKind, UpstreamError, UpstreamFailure
 from sidecar.upstream import diagnosis
-from sidecar.upstream.classify import RETRY_AFTER
 from sidecar.upstream.credentials import (
     CREDENTIALS_UNAVAILABLE,
     AccessTokens,
