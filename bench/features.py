@@ -80,6 +80,7 @@ def _tracing() -> str | None:
 PROBES = {
     "redis": _redis,
     "outbox": lambda: _flag("--outbox"),
+    "workers": lambda: _flag("--workers"),
     "tracing": _tracing,
     "access-log": lambda: _setting("RECAPTCHA_SIDECAR_ACCESS_LOG"),
     "rate-limits": lambda: _flag("--upstream-rate-limit"),

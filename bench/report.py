@@ -138,6 +138,11 @@ def build(
         "redis_miss_vs_passthrough": ratio(sat("assess-miss-redis"), sat("passthrough")),
         "google_face_miss_vs_passthrough": ratio(sat("google-face-miss"), sat("passthrough")),
         "rest_face_vs_grpc_face": ratio(sat("google-rest-miss"), sat("google-face-miss")),
+        # Not a target: what a second worker gives on this machine (its cores, shared with the
+        # load generator, the emulator and Redis).
+        "workers_scaling": ratio(
+            sat("assess-miss-redis-workers"), sat("assess-miss-redis-8-connections")
+        ),
         "added_p99_ms_outbox": added("annotate-outbox", "p99"),
         "added_p99_ms_realistic": added("assess-miss-realistic", "p99", "direct-realistic"),
         "idle_rss_mib": _num(idle.idle_rss_mib, 1) if idle else None,

@@ -378,6 +378,7 @@ class Bench:
             target=server.target,
             data=data,
             concurrency=concurrency,
+            connections=scenario.connections,
             total=total,
             seconds=seconds,
             rps=rps,

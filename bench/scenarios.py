@@ -31,6 +31,9 @@ class Scenario:
     # The fixed-rate phase at min(1,000/s, half this row's own saturation) rather than the
     # rate every other row shares (a slow upstream saturates at concurrency / latency).
     own_rate: bool = False
+    # gRPC connections the load generator opens (ghz's default is one; SO_REUSEPORT spreads
+    # connections, not calls, so the workers rows need several).
+    connections: int = 1
 
 
 _TRACING = {
@@ -151,6 +154,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         args=_REDIS,
         env=_TRACING,
         needs=("redis", "tracing"),
+    ),
+    Scenario(
+        "assess-miss-redis-8-connections",
+        "sidecar",
+        "assess-miss",
+        "baseline of the workers row: as assess-miss-redis, the load over 8 connections",
+        args=_REDIS,
+        needs=("redis",),
+        connections=8,
+    ),
+    Scenario(
+        "assess-miss-redis-workers",
+        "sidecar",
+        "assess-miss",
+        "as assess-miss-redis-8-connections, served by `--workers 2` (SO_REUSEPORT spreads the "
+        "8 connections)",
+        args=(*_REDIS, "--workers", "2"),
+        needs=("redis", "workers"),
+        connections=8,
     ),
     Scenario(
         "google-face-miss",

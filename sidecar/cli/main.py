@@ -106,8 +106,6 @@ def _configure_logging(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.server.app import StartupError, run
-
     try:
         settings = load_settings(args.config, **setting_values(args))
     except ConfigError as error:
@@ -116,6 +114,12 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(
         settings.log_level, settings.log_format, settings.access_log, settings.library_log_level
     )
+    if settings.workers > 1:
+        from sidecar.server.supervisor import supervise  # forks before grpc is imported
+
+        return supervise(settings)
+    from sidecar.server.app import StartupError, run
+
     try:
         return asyncio.run(run(settings))
     except StartupError as error:  # every startup failure, as one line

@@ -387,6 +387,18 @@ class Settings(BaseSettings):
     outbox_max_items: int = Field(
         100_000, ge=1, description="Most annotations queued; past it RESOURCE_EXHAUSTED."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes serving the same TCP listeners (SO_REUSEPORT: the kernel "
+        "spreads connections), forked before any gRPC object exists and restarted when one "
+        "dies. Above 1: needs a Redis replay_store (N memory:// stores would accept a token "
+        "once per worker) and TCP listeners only; each worker keeps its own breaker and retry "
+        "budget, a SQLite outbox of its own (`<outbox>`, then `<stem>-worker<k><suffix>` "
+        "beside it), Prometheus on metrics_listen's port + k, and the resource attribute "
+        "`recaptcha_sidecar.worker`.",
+    )
     shutdown_grace: float = Field(
         10.0,
         ge=0,
@@ -687,6 +699,26 @@ class Settings(BaseSettings):
             raise ValueError(
                 "rate_limit_key_file: required with a Redis replay_store and per-client "
                 "rate_limits (the replicas' shared secret naming each client's counter)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share(self) -> Settings:
+        """Workers share the listeners through the kernel and single use through Redis: a
+        memory store per worker, or a Unix socket (which cannot be shared), would not do."""
+        if self.workers == 1:
+            return self
+        if self.replay_store.startswith("memory:"):
+            raise ValueError(
+                "workers: more than one needs a Redis replay_store (with memory:// each worker "
+                "would accept a token once)"
+            )
+        unix = [a for a in (*self.listen, *self.http_listen, self.health_listen or "") if a]
+        unix = [a for a in unix if a.startswith("unix:")]
+        if unix:
+            raise ValueError(
+                f"workers: more than one serves TCP listeners only ({unix[0]} cannot be shared "
+                "between processes)"
             )
         return self
 

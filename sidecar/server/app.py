@@ -23,6 +23,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,7 @@ from sidecar.server.health import SERVERS, HealthAggregator, standard_entries
 from sidecar.server.listeners import ListenError, StartupError
 from sidecar.server.module_settings import account_id_protector, telemetry_options, verify_settings
 from sidecar.server.servicer import VerificationFrontDoor
+from sidecar.server.workers import WorkerSlot
 from sidecar.telemetry.metrics import ActionLabels
 from sidecar.telemetry.providers import Telemetry, start_telemetry
 from sidecar.upstream.retry import ResilientUpstream
@@ -124,13 +126,14 @@ class Sidecar:
         await self._stack.aclose()
 
 
-async def start_sidecar(settings: Settings) -> Sidecar:
-    """Build and start everything the settings describe; `StartupError` (one line) when
-    something cannot start, after closing whatever had been opened."""
+async def start_sidecar(settings: Settings, slot: WorkerSlot | None = None) -> Sidecar:
+    """Build and start everything the settings describe (as worker `slot` of several, if
+    given); `StartupError` (one line) when something cannot start, after closing whatever
+    had been opened."""
     stack = contextlib.AsyncExitStack()
     shutdown = Shutdown()
     try:
-        return await _start(stack, shutdown, settings)
+        return await _start(stack, shutdown, settings, slot)
     except BaseException as error:
         await stack.aclose()
         if isinstance(error, StartupError) or not isinstance(error, Exception):
@@ -146,7 +149,10 @@ def _one_line(error: Exception) -> str:
 
 
 async def _start(
-    stack: contextlib.AsyncExitStack, shutdown: Shutdown, settings: Settings
+    stack: contextlib.AsyncExitStack,
+    shutdown: Shutdown,
+    settings: Settings,
+    slot: WorkerSlot | None,
 ) -> Sidecar:
     policy = PolicySource(
         settings.policy,
@@ -162,7 +168,9 @@ async def _start(
     stack.push_async_callback(telemetry.aclose)  # last out: flushes the drained calls' spans
 
     meter = open_quota_meter(stack, settings)
-    upstream = await open_upstream(stack, settings, telemetry, meter)
+    upstream = await open_upstream(
+        stack, settings, telemetry, meter, emulator=slot.emulator if slot else None
+    )
     replay = open_replay_store(
         settings.replay_store,
         max_entries=settings.replay_max_entries,
@@ -215,10 +223,13 @@ async def _start(
     health_ = HealthAggregator(standard_entries(services))
     await health_.start()
 
+    shared = slot is not None  # the listeners' ports are shared with the other workers
     server, addresses, health_address = await open_servers(
-        stack, shutdown, settings, front_doors, services, health_.servicer, telemetry
+        stack, shutdown, settings, front_doors, services, health_.servicer, telemetry, shared
     )
-    http = await open_http(stack, settings, verifier, telemetry, google=core.google)
+    http = await open_http(
+        stack, settings, verifier, telemetry, google=core.google, reuse_port=shared
+    )
     await policy.start()
     stack.push_async_callback(policy.close)
     await watch_health(stack, settings, health_, replay, upstream)
@@ -245,11 +256,24 @@ async def _start(
     )
 
 
-async def run(settings: Settings, *, grace: float | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down in order; the exit code."""
+def print_lines(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+async def run(
+    settings: Settings,
+    *,
+    grace: float | None = None,
+    slot: WorkerSlot | None = None,
+    announce: Callable[[Sequence[str]], None] = print_lines,
+) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down in order; the exit code. The ready
+    lines (what it serves on, the last one) go to `announce`: stdout, or a worker's
+    supervisor, which prints them once for all."""
     if grace is None:
         grace = settings.shutdown_grace
-    sidecar = await start_sidecar(settings)
+    sidecar = await start_sidecar(settings, slot)
     # Everything built so far (modules, descriptors, settings) lives as long as the process:
     # freeze it so full collections stop traversing it. Measured: a gen-2 collection paused the
     # loop 16-20 ms with ~60k startup objects tracked, 0.3 ms frozen.
@@ -263,11 +287,13 @@ async def run(settings: Settings, *, grace: float | None = None) -> int:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, sidecar.policy.request_reload)
     log.info("serving", extra={"addresses": sidecar.addresses, "emulator": settings.emulator})
+    lines = []
     if sidecar.health_address:
-        print("recaptcha-sidecar health on " + sidecar.health_address, flush=True)
+        lines.append("recaptcha-sidecar health on " + sidecar.health_address)
     if sidecar.http is not None:
-        print("recaptcha-sidecar http on " + " ".join(sidecar.http.addresses), flush=True)
-    print("recaptcha-sidecar serving on " + " ".join(sidecar.addresses), flush=True)
+        lines.append("recaptcha-sidecar http on " + " ".join(sidecar.http.addresses))
+    lines.append("recaptcha-sidecar serving on " + " ".join(sidecar.addresses))
+    announce(lines)
     log.info("policy %s in force", sidecar.policy.version)
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": grace})

@@ -136,15 +136,20 @@ async def open_upstream(
     settings: Settings,
     telemetry: Telemetry,
     meter: QuotaMeter | None = None,
+    *,
+    emulator: str | None = None,
 ) -> ResilientUpstream:
-    """Innermost first: the Google client (or the embedded emulator), metered against the
-    project's quota and observed per attempt; retries, budget and breaker around it."""
+    """Innermost first: the Google client (or the embedded emulator: this process's own, or
+    `emulator`, the one a worker's supervisor runs for all), metered against the project's
+    quota and observed per attempt; retries, budget and breaker around it."""
     endpoint, plaintext, project = (
         settings.upstream_endpoint,
         settings.upstream_plaintext,
         settings.project,
     )
-    if settings.emulator:
+    if settings.emulator and emulator is not None:
+        endpoint, plaintext, project = emulator, True, upstream_project(settings)
+    elif settings.emulator:
         from sidecar.emulator import start_emulator
 
         emulator_server, _, ports = await start_emulator(["127.0.0.1:0"])
@@ -262,8 +267,10 @@ async def open_servers(
     services: tuple[str, ...],
     health_servicer: health.aio.HealthServicer,
     telemetry: Telemetry,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, list[str], str | None]:
-    """The gRPC servers, bound and started; their drain and stop pushed on the stack."""
+    """The gRPC servers, bound and started (on ports shared with the other workers when
+    `reuse_port`); their drain and stop pushed on the stack."""
     gate = DrainGate(services)
     # Telemetry outermost, so that calls refused while draining or unauthenticated are still
     # logged and counted.
@@ -275,7 +282,8 @@ async def open_servers(
 
     def make_server(extra: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
         interceptors = [*front, *extra, decoder]
-        server = grpc.aio.server(options=server_options(settings), interceptors=interceptors)
+        options = server_options(settings, reuse_port=reuse_port)
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         for door in front_doors:
             door.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -297,9 +305,11 @@ async def open_servers(
                     os.unlink(socket_path(address))
 
     stack.push_async_callback(stop_servers)
-    addresses += bind_listeners(settings, local, make_server, servers)
+    addresses += bind_listeners(settings, local, make_server, servers, shared=reuse_port)
     # Unauthenticated probes see liveness and readiness only (issue 13 item 4).
-    health_address = bind_health(settings, health_servicer, servers, ("", *services))
+    health_address = bind_health(
+        settings, health_servicer, servers, ("", *services), reuse_port=reuse_port
+    )
     for server in servers:
         await server.start()
     watch = ConnectionWatch(
@@ -324,6 +334,7 @@ async def open_http(
     telemetry: Telemetry,
     *,
     google: GoogleFace,
+    reuse_port: bool = False,
 ) -> HttpListener | None:
     """The HTTP listener (siteverify, forward-auth, Google's REST API) when `http_listen` is
     set, bound and serving, its stop pushed on the stack; aiohttp is imported only then
@@ -340,6 +351,7 @@ async def open_http(
         telemetry.http_middlewares(),
         routes=rest.routes(),
         refusals=[(rest.PREFIX, rest.refusal)],
+        reuse_port=reuse_port,
     )
     stack.push_async_callback(listener.stop)
     return listener

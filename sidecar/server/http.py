@@ -149,8 +149,10 @@ class HttpListener:
         socket_mode: str | None = None,
         shutdown_grace: float = 10.0,
         middlewares: Sequence[Middleware] = (),
+        reuse_port: bool = False,
     ) -> None:
         self._addresses = list(addresses)
+        self._reuse_port = reuse_port  # a worker's: the supervisor holds the ports
         # Outermost (telemetry): requests refused for a missing token are still observed.
         self._middlewares = list(middlewares)
         self._security = security
@@ -235,9 +237,11 @@ class HttpListener:
         host, port = host_of(address), int(address.rsplit(":", 1)[1])
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            # SO_REUSEADDR (TIME_WAIT) but never SO_REUSEPORT: a second sidecar on a taken
-            # port must fail, not share it.
-            sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+            # SO_REUSEADDR (TIME_WAIT) but SO_REUSEPORT only for workers: a second sidecar
+            # on a taken port must fail, not share it.
+            sock = socket.create_server(
+                (host, port), family=family, backlog=BACKLOG, reuse_port=self._reuse_port
+            )
         except OSError as error:
             raise ListenError(
                 f"cannot listen on {address}: {error.strerror or 'address not available'}"

@@ -136,6 +136,8 @@ async def start_http(
     middlewares: Sequence[Middleware] = (),
     routes: Sequence[web.AbstractRouteDef] = (),
     refusals: Sequence[tuple[str, Refusal]] = (),
+    *,
+    reuse_port: bool = False,
 ) -> HttpListener:
     """The HTTP listener with both doors and the other doors' `routes` (Google's REST API) and
     `refusals` (their answers to requests the listener refuses), bound and serving
@@ -169,6 +171,7 @@ async def start_http(
         socket_mode=settings.socket_mode,
         shutdown_grace=settings.shutdown_grace,
         middlewares=middlewares,
+        reuse_port=reuse_port,
     )
     listener.add_routes(doors.routes())
     listener.add_routes(routes)

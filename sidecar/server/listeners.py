@@ -77,13 +77,16 @@ def bind(
     addresses: list[str],
     credentials: grpc.ServerCredentials | None = None,
     socket_mode: str | None = None,
+    *,
+    shared: bool = False,
 ) -> list[str]:
-    """Bind every address or refuse to start; returns them with the real port filled in."""
+    """Bind every address or refuse to start; returns them with the real port filled in.
+    `shared`: a worker's port, which its supervisor checked and holds (so it looks taken)."""
     bound = []
     for address in addresses:
         if address.startswith("unix:"):
             clear_stale_socket(address)
-        else:
+        elif not shared:
             _refuse_taken_port(address)
         try:
             if credentials is not None:
@@ -106,14 +109,15 @@ def bind(
     return bound
 
 
-def server_options(settings: Settings) -> list[tuple[str, int]]:
-    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it;
+def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """SO_REUSEPORT off, so a second sidecar on a taken port fails instead of sharing it
+    (on for workers, whose supervisor checked the port and holds it for them);
     a larger pending-call bound, so that overload is answered by the admission limiter; and
     the connection bounds (gRPC core enforces them before any Python runs): connections per
     server, calls per connection, idle close, and a maximum age with a grace, which is what
     ends a call whose message never comes (gRPC calls Python only once it has arrived)."""
     return [
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
         # Beyond the request bound of the validation, so a slightly large request still gets
         # an INVALID_ARGUMENT that names the problem; far beyond it is refused undecoded.
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -140,6 +144,8 @@ def bind_listeners(
     local: grpc.aio.Server,
     make_server: Callable[[Sequence[grpc.aio.ServerInterceptor]], grpc.aio.Server],
     servers: list[grpc.aio.Server],
+    *,
+    shared: bool = False,
 ) -> list[str]:
     """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
     pod go on a server of their own, made by `make_server` with the TLS and/or token
@@ -150,7 +156,7 @@ def bind_listeners(
     bound = []
     for address in settings.listen:
         if not is_exposed(address, secure_loopback=settings.secure_loopback):
-            bound += bind(local, [address], None, settings.socket_mode)
+            bound += bind(local, [address], None, settings.socket_mode, shared=shared)
             continue
         if exposed is None:
             try:
@@ -166,7 +172,7 @@ def bind_listeners(
             exposed = make_server(security.interceptors)
             servers.append(exposed)
             log.info("exposed listeners secured", extra={"security": security.describe})
-        bound += bind(exposed, [address], credentials)
+        bound += bind(exposed, [address], credentials, shared=shared)
     return bound
 
 
@@ -211,13 +217,16 @@ def bind_health(
     servicer: health.aio.HealthServicer,
     servers: list[grpc.aio.Server],
     names: Sequence[str],
+    *,
+    reuse_port: bool = False,
 ) -> str | None:
     """health_listen: a server with only the Health service, for kubelet's gRPC probes, which
     speak neither TLS nor tokens, and only the entries `names` (see `ProbeHealth`). It shares
     the servicer, so it flips NOT_SERVING with the rest."""
     if settings.health_listen is None:
         return None
-    probe = grpc.aio.server(options=server_options(settings), interceptors=[DecodeGuard()])
+    options = server_options(settings, reuse_port=reuse_port)
+    probe = grpc.aio.server(options=options, interceptors=[DecodeGuard()])
     servers.append(probe)
     health_pb2_grpc.add_HealthServicer_to_server(ProbeHealth(servicer, names), probe)
-    return bind(probe, [settings.health_listen], None, settings.socket_mode)[0]
+    return bind(probe, [settings.health_listen], None, settings.socket_mode, shared=reuse_port)[0]
