@@ -285,3 +285,30 @@ def test_a_worker_that_cannot_start_stops_them_all(redis: RedisServer) -> None:
     assert done.returncode == 2, done.stderr
     assert f"127.0.0.1:{metrics + 1}" in done.stderr
     assert "serving on" not in done.stdout
+
+
+async def test_sighup_reloads_the_policy_in_every_worker(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("policy:\n  default: {threshold: 0.5}\n")
+    process = serve(redis, "--config", str(config), "--policy-reload-interval", "0")
+    try:
+        address = process.addresses()[0]
+        before = {a.policy_version for a in await assess_each_on_its_own_connection(
+            address, [mint_token(action=ACTION) for _ in range(10)]
+        )}  # fmt: skip
+        config.write_text("policy:\n  default: {threshold: 0.95}\n")
+        process.popen.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: process.output().count(" in force (was ") == 2, timeout=20)
+        answers = await assess_each_on_its_own_connection(
+            address, [mint_token(action=ACTION) for _ in range(30)]
+        )
+        after = {(a.policy_version, a.threshold) for a in answers}
+        assert len(before) == 1 and len(after) == 1, (before, after)
+        assert next(iter(after))[1] == pytest.approx(0.95)
+        assert before != {next(iter(after))[0]}
+        assert process.popen.poll() is None  # SIGHUP stopped nothing
+        assert process.terminate() == 0
+    finally:
+        process.kill()
