@@ -281,7 +281,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_fmt(floor['added_p99_ms_quietest_rounds'])} ms. Memory store: "
         f"{_fmt(result['memory'].get('bytes_per_token_tracemalloc'), 0)} bytes per token "
         f"(tracemalloc), {_fmt(result['memory'].get('bytes_per_token_rss'), 0)} (RSS growth), "
-        f"over {result['memory'].get('entries', 0):,} tokens. Two workers (`--workers 2`) "
+        f"over {result['memory'].get('entries', 0):,} tokens arriving at "
+        f"{result['memory'].get('arrivals_per_second', 0):,.0f}/s. Two workers (`--workers 2`) "
         f"serve {_fmt(result.get('workers_scaling'))}x one worker's cache misses on Redis "
         "(both over 8 connections, on this machine's cores).",
     ]
