@@ -100,6 +100,7 @@ class UpstreamError(Exception):
 # The failure code of a call refused inside Google's RetryInfo window: answered at once, nothing
 # sent. Both windows (the retry layer's per replica, the quota meter's per fleet) answer it.
 RETRY_AFTER = "RETRY_AFTER"
+MAX_RETRY_AFTER = 3600.0  # a RetryInfo longer than an hour is capped: the window must end
 
 
 def retry_after_refusal(left: float) -> UpstreamError:

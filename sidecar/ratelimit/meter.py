@@ -35,7 +35,13 @@ from sidecar.core.model import (
     RelatedAccountsQuery,
     UpstreamAssessment,
 )
-from sidecar.core.ports import FailureKind, Upstream, UpstreamError, retry_after_refusal
+from sidecar.core.ports import (
+    MAX_RETRY_AFTER,
+    FailureKind,
+    Upstream,
+    UpstreamError,
+    retry_after_refusal,
+)
 
 if TYPE_CHECKING:  # redis is imported only with a Redis store: 14 MiB of RSS otherwise
     from sidecar.redisconn.keyspace import Keyspace
@@ -45,7 +51,6 @@ log = logging.getLogger(__name__)
 WARN_AT = 0.8
 _WARN_EVERY = 60.0
 _KEEP = 180  # seconds a minute's key outlives it (the next minute still reads it)
-MAX_QUIET = 3600.0  # a RetryInfo longer than an hour is capped: the window must end
 
 # One flush, all at once (so a script reloaded after NOSCRIPT never counts twice): KEYS this
 # minute's count, the previous minute's, the fleet's RetryInfo window. ARGV this replica's
@@ -116,7 +121,7 @@ class QuotaMeter:
     def quiet(self, seconds: float) -> None:
         """Google said (RetryInfo) to make no call for `seconds`: this replica stops now, and
         the fleet at the next flushes."""
-        until = self._clock() + min(max(0.0, seconds), MAX_QUIET)
+        until = self._clock() + min(max(0.0, seconds), MAX_RETRY_AFTER)
         if until > self._quiet_until:
             self._quiet_until = until
             self._quiet_unsent = True
@@ -161,7 +166,7 @@ class QuotaMeter:
         self._fleet_at = now
         fleet_until = int(window) / 1_000_000
         if fleet_until > self._quiet_until:
-            self._quiet_until = min(fleet_until, now + MAX_QUIET)
+            self._quiet_until = min(fleet_until, now + MAX_RETRY_AFTER)
             log.warning(
                 "another replica was told by Google to stop calling for quota: no upstream "
                 "call for %.1f s",

@@ -305,7 +305,7 @@ async def open_servers(
                     os.unlink(socket_path(address))
 
     stack.push_async_callback(stop_servers)
-    addresses += bind_listeners(settings, local, make_server, servers, shared=reuse_port)
+    addresses += bind_listeners(settings, local, make_server, servers, reuse_port=reuse_port)
     # Unauthenticated probes see liveness and readiness only (issue 13 item 4).
     health_address = bind_health(
         settings, health_servicer, servers, ("", *services), reuse_port=reuse_port

@@ -78,15 +78,15 @@ def bind(
     credentials: grpc.ServerCredentials | None = None,
     socket_mode: str | None = None,
     *,
-    shared: bool = False,
+    reuse_port: bool = False,
 ) -> list[str]:
     """Bind every address or refuse to start; returns them with the real port filled in.
-    `shared`: a worker's port, which its supervisor checked and holds (so it looks taken)."""
+    `reuse_port`: a worker's port, which its supervisor checked and holds (so it looks taken)."""
     bound = []
     for address in addresses:
         if address.startswith("unix:"):
             clear_stale_socket(address)
-        elif not shared:
+        elif not reuse_port:
             _refuse_taken_port(address)
         try:
             if credentials is not None:
@@ -145,7 +145,7 @@ def bind_listeners(
     make_server: Callable[[Sequence[grpc.aio.ServerInterceptor]], grpc.aio.Server],
     servers: list[grpc.aio.Server],
     *,
-    shared: bool = False,
+    reuse_port: bool = False,
 ) -> list[str]:
     """Loopback and Unix-socket addresses go on `local`. Addresses reachable from outside the
     pod go on a server of their own, made by `make_server` with the TLS and/or token
@@ -156,7 +156,7 @@ def bind_listeners(
     bound = []
     for address in settings.listen:
         if not is_exposed(address, secure_loopback=settings.secure_loopback):
-            bound += bind(local, [address], None, settings.socket_mode, shared=shared)
+            bound += bind(local, [address], None, settings.socket_mode, reuse_port=reuse_port)
             continue
         if exposed is None:
             try:
@@ -172,7 +172,7 @@ def bind_listeners(
             exposed = make_server(security.interceptors)
             servers.append(exposed)
             log.info("exposed listeners secured", extra={"security": security.describe})
-        bound += bind(exposed, [address], credentials, shared=shared)
+        bound += bind(exposed, [address], credentials, reuse_port=reuse_port)
     return bound
 
 
@@ -229,4 +229,6 @@ def bind_health(
     probe = grpc.aio.server(options=options, interceptors=[DecodeGuard()])
     servers.append(probe)
     health_pb2_grpc.add_HealthServicer_to_server(ProbeHealth(servicer, names), probe)
-    return bind(probe, [settings.health_listen], None, settings.socket_mode, shared=reuse_port)[0]
+    return bind(probe, [settings.health_listen], None, settings.socket_mode, reuse_port=reuse_port)[
+        0
+    ]

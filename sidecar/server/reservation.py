@@ -10,7 +10,6 @@ the same port; a socket that never listens is never given a connection).
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from dataclasses import dataclass, field
 
@@ -28,8 +27,8 @@ class Reservations:
     addresses: dict[str, list[str]] = field(default_factory=dict)  # setting → real ports
     sockets: list[socket.socket] = field(default_factory=list)
 
-    def resolve(self, setting: str, configured: list[str]) -> list[str]:
-        return self.addresses.get(setting, configured)
+    def resolve(self, setting: str) -> list[str]:
+        return self.addresses[setting]
 
     def close(self) -> None:
         for held in self.sockets:
@@ -82,7 +81,5 @@ def _hold(address: str, sockets: list[socket.socket]) -> str:
     except OSError as error:
         reason = error.strerror or "address not available"
         raise ReservationError(f"cannot listen on {address}: {reason}") from None
-    with contextlib.suppress(OSError):
-        holder.set_inheritable(False)
     sockets.append(holder)
     return f"{address.rsplit(':', 1)[0]}:{real}"

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import selectors
 import signal
@@ -35,9 +36,14 @@ log = logging.getLogger(__name__)
 
 EMULATOR_READY = "recaptcha-emulator listening on"  # sidecar.emulator.server.READY_PREFIX
 LONG_LIFE = 10.0  # seconds: a worker that lived this long is replaced at once
+FIRST_PAUSE = 0.5  # seconds: the pause before replacing a worker that died young
 MAX_PAUSE = 30.0  # seconds: the longest pause before replacing a worker that keeps dying
 KILL_AFTER = 15.0  # seconds past shutdown_grace: then a worker still running is killed
 _PR_SET_PDEATHSIG = 1
+
+
+class EmulatorStartError(Exception):
+    """The shared emulator exited before it served."""
 
 
 @dataclass
@@ -53,9 +59,8 @@ class _Worker:
 class Supervisor:
     """Runs `settings.workers` workers until SIGTERM/SIGINT; `run` is the exit code."""
 
-    def __init__(self, settings: Settings, *, worker_main: Callable[..., int] | None = None):
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._worker_main = worker_main or _serve_worker
         self._workers: dict[int, _Worker] = {}  # pid → worker
         self._pauses: dict[int, float] = {}  # index → the pause before its next replacement
         self._due: dict[int, float] = {}  # index → when to fork its replacement
@@ -78,7 +83,11 @@ class Supervisor:
         previous = self._install_signals()
         try:
             if self._settings.emulator:
-                self._emulator_address = self._start_emulator()
+                try:
+                    self._emulator_address = self._start_emulator()
+                except EmulatorStartError as error:
+                    print(f"recaptcha-sidecar: {error}", file=sys.stderr)
+                    return 2
             for index in range(self._settings.workers):
                 self._fork(index)
             if not self._await_ready():
@@ -137,7 +146,7 @@ class Supervisor:
     # -- workers ---------------------------------------------------------------------------
 
     def _fork(self, index: int) -> None:
-        slot = WorkerSlot(index, self._settings.workers, self._emulator_address)
+        slot = WorkerSlot(index, self._emulator_address)
         settings = worker_settings(self._settings, slot, self._held)
         ready_read, ready_write = os.pipe()
         sys.stdout.flush()
@@ -146,7 +155,7 @@ class Supervisor:
         if pid == 0:  # the worker
             os.close(ready_read)
             self._become_worker()
-            _exit_worker(lambda: self._worker_main(settings, slot, ready_write))
+            _exit_worker(lambda: _serve_worker(settings, slot, ready_write))
         os.close(ready_write)
         os.set_blocking(ready_read, False)
         self._selector.register(ready_read, selectors.EVENT_READ, pid)
@@ -193,7 +202,7 @@ class Supervisor:
                 for pid in list(self._workers):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                self._stop_deadline = now + 3600
+                self._stop_deadline = math.inf  # killed once
             for index, when in list(self._due.items()):
                 if when <= now and not self._stopping:
                     del self._due[index]
@@ -219,18 +228,16 @@ class Supervisor:
         self._reap()
 
     def _read_ready(self, fd: int, pid: int) -> None:
-        worker = self._workers.get(pid)
+        worker = self._workers[pid]  # a reaped worker's pipe is unregistered with it
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
             return
-        if chunk and worker is not None:
+        if chunk:
             worker.lines += chunk.decode(errors="replace").splitlines()
             return
         self._selector.unregister(fd)  # end of file: the worker said all it will say
         os.close(fd)
-        if worker is None:
-            return
         worker.ready = -1
         worker.serving = bool(worker.lines)
         if worker.serving and self._announced:
@@ -250,9 +257,9 @@ class Supervisor:
                 self._exit_codes.append(code)  # a stop, or a first start that failed
                 continue
             lived = time.monotonic() - worker.started
-            last = self._pauses.get(worker.index, 0.25)
-            pause = 0.0 if lived >= LONG_LIFE else min(MAX_PAUSE, 2 * last)
-            self._pauses[worker.index] = pause or 0.25
+            last = self._pauses.get(worker.index, 0.0)
+            pause = 0.0 if lived >= LONG_LIFE else min(MAX_PAUSE, max(FIRST_PAUSE, 2 * last))
+            self._pauses[worker.index] = pause
             self._due[worker.index] = time.monotonic() + pause
             log.warning(
                 "worker exited: replacing it",
@@ -276,7 +283,7 @@ class Supervisor:
         for line in process.stdout:
             if line.startswith(EMULATOR_READY):
                 return line.split(" on ", 1)[1].split()[0]
-        raise RuntimeError(f"the shared emulator exited ({process.wait()}) before serving")
+        raise EmulatorStartError(f"the shared emulator exited ({process.wait()}) before serving")
 
     def _stop_emulator(self) -> None:
         if self._emulator is None or self._emulator.poll() is not None:

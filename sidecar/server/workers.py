@@ -22,11 +22,10 @@ WORKER_ATTRIBUTE = "recaptcha_sidecar.worker"
 
 @dataclass(frozen=True, slots=True)
 class WorkerSlot:
-    """This process's index among `count` workers, and the shared emulator (`host:port`)
-    when the sidecar runs on one."""
+    """This process's index among the workers, and the shared emulator (`host:port`) when
+    the sidecar runs on one."""
 
     index: int
-    count: int
     emulator: str | None = None
 
 
@@ -50,12 +49,12 @@ def worker_settings(settings: Settings, slot: WorkerSlot, held: Reservations) ->
     """The settings worker `slot` serves with: the held ports, its outbox file, its
     Prometheus port."""
     update: dict[str, object] = {
-        "listen": held.resolve("listen", settings.listen),
-        "http_listen": held.resolve("http_listen", settings.http_listen),
+        "listen": held.resolve("listen"),
+        "http_listen": held.resolve("http_listen"),
         "metrics_listen": metrics_address(settings.metrics_listen, slot.index),
     }
     if settings.health_listen is not None:
-        update["health_listen"] = held.resolve("health_listen", [settings.health_listen])[0]
+        update["health_listen"] = held.resolve("health_listen")[0]
     if isinstance(settings.outbox, Path):
         update["outbox"] = outbox_path(settings.outbox, slot.index)
     return settings.model_copy(update=update)

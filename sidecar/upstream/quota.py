@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 from sidecar.core.ports import (
+    MAX_RETRY_AFTER,
     RETRY_AFTER,
     Clock,
     FailureKind,
@@ -25,7 +26,7 @@ from sidecar.core.ports import (
     retry_after_refusal,
 )
 
-MAX_WINDOW = 3600.0  # a RetryInfo longer than an hour is capped: the window must end
+MAX_WINDOW = MAX_RETRY_AFTER
 
 
 class RetryAfterWindow:

@@ -56,13 +56,13 @@ def test_every_zero_port_is_held_on_a_port_of_its_own_and_a_repeat_once(tmp_path
         http = int(held.addresses["http_listen"][0].rsplit(":", 1)[1])
         health = int(held.addresses["health_listen"][0].rsplit(":", 1)[1])
         assert len({*ports, http, health}) == 4 and 0 not in ports
-        one = worker_settings(settings, WorkerSlot(1, 2), held)
+        one = worker_settings(settings, WorkerSlot(1), held)
         assert one.listen == held.addresses["listen"]
         assert one.http_listen == held.addresses["http_listen"]
         assert one.health_listen == held.addresses["health_listen"][0]
         assert one.metrics_listen == "127.0.0.1:9465"
         assert one.outbox == tmp_path / "outbox-worker1.sqlite3"
-        assert worker_settings(settings, WorkerSlot(0, 2), held).outbox == settings.outbox
+        assert worker_settings(settings, WorkerSlot(0), held).outbox == settings.outbox
 
         # Held: a plain bind fails, one with SO_REUSEPORT (a worker's) succeeds.
         with socket.socket() as plain, pytest.raises(OSError):
@@ -106,11 +106,11 @@ def test_a_port_in_use_is_refused_with_nothing_left_held() -> None:
 def test_a_workers_telemetry_carries_its_index(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod")
     monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
-    _tag_telemetry(WorkerSlot(2, 4))
+    _tag_telemetry(WorkerSlot(2))
     assert os.environ["OTEL_RESOURCE_ATTRIBUTES"] == (
         "deployment.environment=prod,recaptcha_sidecar.worker=2"
     )
     assert os.environ["OTEL_EXPORTER_PROMETHEUS_PORT"] == "9466"
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
-    _tag_telemetry(WorkerSlot(0, 4))
+    _tag_telemetry(WorkerSlot(0))
     assert os.environ["OTEL_RESOURCE_ATTRIBUTES"] == "recaptcha_sidecar.worker=0"
